@@ -1,0 +1,83 @@
+"""Application factory: build the backends, register one blueprint per service,
+map every error to a JSON answer. This is the one wiring function."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from app.errors import DicomWebError
+from app.http import CollapseSlashes
+from app.services import EXTENSION, Services
+from app.settings import Settings, load_settings
+from backends import filesystem_storage, sqlite_index
+from backends.base import Index, StorageArea
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    storage: StorageArea | None = None,
+    index: Index | None = None,
+) -> Flask:
+    """Build the WSGI application from settings (default: ``load_settings()``).
+
+    ``storage`` and ``index`` may be injected (contract and API tests); otherwise
+    they are built from the settings.
+    """
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.json.sort_keys = False  # DICOM JSON keeps tag order
+    app.extensions[EXTENSION] = Services(
+        settings=settings,
+        storage=storage or filesystem_storage(settings.storage_path),
+        index=index or sqlite_index(settings.index_path),
+    )
+    _register_blueprints(app, settings)
+    _register_error_handlers(app)
+    app.wsgi_app = CollapseSlashes(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def _register_blueprints(app: Flask, settings: Settings) -> None:
+    from app import delete, qido_rs, stow_rs, wado_rs, wado_uri
+
+    dicomweb = settings.DicomWeb
+    prefix = dicomweb.root.rstrip("/")
+    if dicomweb.Enable:
+        for module in (qido_rs, wado_rs, stow_rs, delete):
+            if module is stow_rs and settings.ReadOnly:
+                continue
+            app.register_blueprint(module.blueprint, url_prefix=prefix)
+    if dicomweb.EnableWado:
+        app.register_blueprint(wado_uri.blueprint, url_prefix=dicomweb.wado_root)
+
+
+def error_response(status: int, body: dict[str, object], headers: dict[str, str]) -> Response:
+    return Response(json.dumps(body), status=status, headers=headers,
+                    content_type="application/json")
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DicomWebError)
+    def _dicomweb_error(exc: DicomWebError) -> Response:
+        return error_response(exc.status, exc.body(request.method, request.path), exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        # Unknown routes (404), wrong methods (405 with Allow), oversize bodies (413)...
+        status = exc.code or 500
+        err = DicomWebError(exc.description or exc.name)
+        err.status = status
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return error_response(status, err.body(request.method, request.path), headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        err = DicomWebError("Internal server error")
+        return error_response(500, err.body(request.method, request.path), {})

@@ -1,0 +1,254 @@
+"""Orthanc-style JSON settings: one loader, validated with marshmallow.
+
+The file is Orthanc's configuration format: JSON with ``//`` and ``/* */``
+comments. Keys keep Orthanc's names so an Orthanc user's ``DicomWeb`` section
+works unchanged. A wrong type, or an unknown key inside a section this server
+owns (``DicomWeb``, ``Gunicorn``), stops start-up with a message naming the file
+and the key. Unknown top-level keys are reported as ignored (Orthanc has many
+that do not apply here).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
+
+from app.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "DICOMWEB_CONFIG"
+METADATA_MODES = ("Full", "MainDicomTags", "Extrapolate")
+BINARY_MODES = ("BulkDataURI", "InlineBinary", "ArrayOfValues")
+
+
+def strip_comments(text: str) -> str:
+    """Remove ``//`` line comments and ``/* */`` block comments outside JSON strings."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = _string_end(text, i)
+            out.append(text[i:j])
+            i = j
+        elif text.startswith("//", i):
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                raise ValueError("unterminated /* comment")
+            out.append(" ")
+            i = end + 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _string_end(text: str, start: int) -> int:
+    """Index just past the JSON string literal that opens at ``start``."""
+    i = start + 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == '"':
+            return i + 1
+        else:
+            i += 1
+    return len(text)
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class DicomWebSchema(_Strict):
+    """The ``DicomWeb`` section of reference §2.1 (server and client options)."""
+
+    Enable = fields.Boolean(load_default=True)
+    Root = fields.String(load_default="/dicom-web/")
+    EnableWado = fields.Boolean(load_default=True)
+    WadoRoot = fields.String(load_default="/wado")
+    Ssl = fields.Boolean(load_default=False)
+    Host = fields.String(load_default="")
+    PublicRoot = fields.String(load_default=None, allow_none=True)
+    QidoCaseSensitive = fields.Boolean(load_default=None, allow_none=True)
+    StudiesMetadata = fields.String(load_default="Full", validate=validate.OneOf(METADATA_MODES))
+    SeriesMetadata = fields.String(load_default="Full", validate=validate.OneOf(METADATA_MODES))
+    StudiesMetadataExtrapolatedTags = fields.List(fields.String(), load_default=list)
+    SeriesMetadataExtrapolatedTags = fields.List(fields.String(), load_default=list)
+    OtherBinaryMode = fields.String(load_default="BulkDataURI",
+                                    validate=validate.OneOf(BINARY_MODES))
+    Servers = fields.Raw(load_default=dict)
+    ServersInDatabase = fields.Boolean(load_default=False)
+    # Accepted for compatibility; this server has no use for them (docs/conformance.md).
+    MetadataWorkerThreadsCount = fields.Integer(load_default=4)
+    EnableMetadataCache = fields.Boolean(load_default=True)
+    WadoRsLoaderThreadsCount = fields.Integer(load_default=0)
+    EnablePerformanceLogs = fields.Boolean(load_default=False)
+
+
+class GunicornSchema(_Strict):
+    """Our own section: how ``dicomweb-server`` runs gunicorn."""
+
+    Workers = fields.Integer(load_default=2, validate=validate.Range(min=1))
+    Threads = fields.Integer(load_default=4, validate=validate.Range(min=1))
+    Timeout = fields.Integer(load_default=300, validate=validate.Range(min=1))
+
+
+class SettingsSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    Name = fields.String(load_default="DICOMweb")
+    HttpPort = fields.Integer(load_default=8042, validate=validate.Range(min=0, max=65535))
+    RemoteAccessEnabled = fields.Boolean(load_default=False)
+    StorageDirectory = fields.String(load_default="OrthancStorage")
+    IndexDirectory = fields.String(load_default=None, allow_none=True)
+    DefaultEncoding = fields.String(load_default="Latin1")
+    CaseSensitivePN = fields.Boolean(load_default=False)
+    ReadOnly = fields.Boolean(load_default=False)
+    DicomWeb = fields.Nested(DicomWebSchema, load_default=lambda: DicomWebSchema().load({}))
+    Gunicorn = fields.Nested(GunicornSchema, load_default=lambda: GunicornSchema().load({}))
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> Settings:
+        data["DicomWeb"] = DicomWeb(**data["DicomWeb"])
+        data["Gunicorn"] = Gunicorn(**data["Gunicorn"])
+        return Settings(**data)
+
+
+@dataclass(frozen=True)
+class DicomWeb:
+    Enable: bool = True
+    Root: str = "/dicom-web/"
+    EnableWado: bool = True
+    WadoRoot: str = "/wado"
+    Ssl: bool = False
+    Host: str = ""
+    PublicRoot: str | None = None
+    QidoCaseSensitive: bool | None = None
+    StudiesMetadata: str = "Full"
+    SeriesMetadata: str = "Full"
+    StudiesMetadataExtrapolatedTags: list[str] = field(default_factory=list)
+    SeriesMetadataExtrapolatedTags: list[str] = field(default_factory=list)
+    OtherBinaryMode: str = "BulkDataURI"
+    Servers: Any = field(default_factory=dict)
+    ServersInDatabase: bool = False
+    MetadataWorkerThreadsCount: int = 4
+    EnableMetadataCache: bool = True
+    WadoRsLoaderThreadsCount: int = 0
+    EnablePerformanceLogs: bool = False
+
+    @property
+    def root(self) -> str:
+        """Root normalised to start and end with ``/`` (Orthanc ``GetRootPath``)."""
+        return "/" + self.Root.strip("/") + "/" if self.Root.strip("/") else "/"
+
+    @property
+    def wado_root(self) -> str:
+        """WADO-URI path: a leading ``/`` forced, the trailing one removed."""
+        return "/" + self.WadoRoot.strip("/")
+
+    @property
+    def public_root(self) -> str:
+        """Path prefix of generated absolute URLs (reference §4.9)."""
+        if self.PublicRoot is None:
+            return self.root
+        return "/" + self.PublicRoot.strip("/") + "/" if self.PublicRoot.strip("/") else "/"
+
+
+@dataclass(frozen=True)
+class Gunicorn:
+    Workers: int = 2
+    Threads: int = 4
+    Timeout: int = 300
+
+
+@dataclass(frozen=True)
+class Settings:
+    Name: str = "DICOMweb"
+    HttpPort: int = 8042
+    RemoteAccessEnabled: bool = False
+    StorageDirectory: str = "OrthancStorage"
+    IndexDirectory: str | None = None
+    DefaultEncoding: str = "Latin1"
+    CaseSensitivePN: bool = False
+    ReadOnly: bool = False
+    DicomWeb: DicomWeb = field(default_factory=DicomWeb)
+    Gunicorn: Gunicorn = field(default_factory=Gunicorn)
+    source: str = "<defaults>"
+
+    @property
+    def storage_path(self) -> Path:
+        return Path(self.StorageDirectory)
+
+    @property
+    def index_path(self) -> Path:
+        """Orthanc keeps the index beside the storage unless IndexDirectory says otherwise."""
+        return Path(self.IndexDirectory or self.StorageDirectory)
+
+    @property
+    def qido_case_sensitive(self) -> bool:
+        """QidoCaseSensitive if set, else CaseSensitivePN (NEWS 1.2, reference §3.6)."""
+        if self.DicomWeb.QidoCaseSensitive is not None:
+            return self.DicomWeb.QidoCaseSensitive
+        return self.CaseSensitivePN
+
+
+KNOWN_TOP_LEVEL = set(SettingsSchema().fields)
+
+
+def parse_settings(data: dict[str, Any], source: str = "<dict>") -> Settings:
+    """Validate a decoded configuration; errors name the source and the key."""
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{source}: the configuration must be a JSON object")
+    for key in sorted(set(data) - KNOWN_TOP_LEVEL):
+        log.info("%s: configuration key %r is not used by this server, ignored", source, key)
+    try:
+        settings: Settings = SettingsSchema().load(data)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{source}: {_describe(exc.messages)}") from None
+    return replace(settings, source=source)
+
+
+def _describe(messages: Any, prefix: str = "") -> str:
+    """Flatten marshmallow's nested messages into ``Section.Key: problem`` lines."""
+    if isinstance(messages, dict):
+        return "; ".join(_describe(v, f"{prefix}{k}." if prefix or k else "")
+                         for k, v in messages.items())
+    if isinstance(messages, list) and messages and isinstance(messages[0], str):
+        return f"{prefix.rstrip('.')}: {' '.join(messages)}"
+    return f"{prefix.rstrip('.')}: {messages}"
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the file given, else the one named by ``$DICOMWEB_CONFIG``, else defaults.
+
+    With no file at all the server keeps its data in ``./data`` (filesystem storage
+    and SQLite index), which is what the README's first command relies on.
+    """
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return parse_settings({"StorageDirectory": "data/storage",
+                               "IndexDirectory": "data/index"}, "<defaults>")
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"{source}: cannot read the configuration ({exc.strerror})") \
+            from None
+    try:
+        data = json.loads(strip_comments(text))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"{source}: not valid JSON ({exc})") from None
+    return parse_settings(data, source)

@@ -1,0 +1,112 @@
+"""WADO-RS (PS3.18 §10.4): retrieve studies, series, instances, metadata, frames, bulk data.
+
+Views parse the request and pick the response shape; ``app.dicom.retrieve`` decides
+404/406 before the first byte and yields the parts.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from app.dicom import bulkdata, negotiation, retrieve
+from app.dicom.identifiers import check_uid
+from app.http import multipart_response, request_base_url
+from app.services import services
+
+blueprint = Blueprint("wado_rs", __name__)
+
+STUDY = "/studies/<study>"
+SERIES = STUDY + "/series/<series>"
+INSTANCE = SERIES + "/instances/<sop>"
+
+
+def _uids(study: str, series: str | None = None, sop: str | None = None) -> None:
+    check_uid(study, "StudyInstanceUID")
+    if series is not None:
+        check_uid(series, "SeriesInstanceUID")
+    if sop is not None:
+        check_uid(sop, "SOPInstanceUID")
+
+
+def _retrieve(study: str, series: str | None = None, sop: str | None = None) -> Response:
+    _uids(study, series, sop)
+    target = negotiation.negotiate_dicom(request.headers.get("Accept"))
+    svc = services()
+    instances = retrieve.locate(svc.index, study, series, sop)
+    parts = retrieve.dicom_parts(svc.storage, instances, target)
+    return multipart_response("application/dicom", parts)
+
+
+@blueprint.get(STUDY)
+def retrieve_study(study: str) -> Response:
+    return _retrieve(study)
+
+
+@blueprint.get(SERIES)
+def retrieve_series(study: str, series: str) -> Response:
+    return _retrieve(study, series)
+
+
+@blueprint.get(INSTANCE)
+def retrieve_instance(study: str, series: str, sop: str) -> Response:
+    return _retrieve(study, series, sop)
+
+
+def _metadata(study: str, series: str | None = None, sop: str | None = None) -> Response:
+    _uids(study, series, sop)
+    fmt = negotiation.negotiate_metadata(request.headers.get("Accept"))
+    svc = services()
+    dw = svc.settings.DicomWeb
+    mode, tags = ((dw.SeriesMetadata, dw.SeriesMetadataExtrapolatedTags) if series
+                  else (dw.StudiesMetadata, dw.StudiesMetadataExtrapolatedTags))
+    text = retrieve.metadata_json(svc.index, request_base_url(), study, series, sop,
+                                  mode=mode, extrapolated=_tags(tags))
+    if fmt == "xml":
+        return multipart_response("application/dicom+xml", retrieve.metadata_xml_parts(text))
+    return Response(text, content_type="application/dicom+json")
+
+
+def _tags(names: list[str]) -> list[str]:
+    from app.dicom.query import tag_of
+
+    return [tag_of(n) for n in names]
+
+
+@blueprint.get(STUDY + "/metadata")
+def retrieve_study_metadata(study: str) -> Response:
+    return _metadata(study)
+
+
+@blueprint.get(SERIES + "/metadata")
+def retrieve_series_metadata(study: str, series: str) -> Response:
+    return _metadata(study, series)
+
+
+@blueprint.get(INSTANCE + "/metadata")
+def retrieve_instance_metadata(study: str, series: str, sop: str) -> Response:
+    return _metadata(study, series, sop)
+
+
+@blueprint.get(INSTANCE + "/frames/<frame_list>")
+@blueprint.get(INSTANCE + "/frames", defaults={"frame_list": None})
+def retrieve_frames(study: str, series: str, sop: str, frame_list: str | None) -> Response:
+    """Frames 1..N when no list is given (Orthanc's all-frames route is off by one)."""
+    _uids(study, series, sop)
+    svc = services()
+    (inst,) = retrieve.locate(svc.index, study, series, sop)
+    numbers = (retrieve.parse_frame_list(frame_list) if frame_list is not None
+               else list(range(1, len(inst.frames) + 1)))
+    location = f"{request_base_url()}studies/{study}/series/{series}/instances/{sop}"
+    part_type, parts = retrieve.frame_parts(svc.storage, inst, numbers,
+                                            request.headers.get("Accept"), location)
+    return multipart_response(part_type, parts)
+
+
+@blueprint.get(INSTANCE + "/bulk/<path:path>")
+def retrieve_bulkdata(study: str, series: str, sop: str, path: str) -> Response:
+    _uids(study, series, sop)
+    negotiation.negotiate_bulk(request.headers.get("Accept"))
+    svc = services()
+    (inst,) = retrieve.locate(svc.index, study, series, sop)
+    parts = bulkdata.bulk_parts(svc.storage, inst, path)
+    return multipart_response("application/octet-stream", parts)

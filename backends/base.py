@@ -1,0 +1,252 @@
+"""The two backend contracts, and the plain values they exchange.
+
+``StorageArea`` keeps whole DICOM files as opaque blobs under generated keys.
+``Index`` is the source of truth: what exists, the attributes QIDO searches,
+the DICOM JSON metadata built at ingest and the frame offsets. Neither knows
+anything about HTTP, and this package never imports ``app``.
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+# DICOM JSON (PS3.18 F.2) of a set of attributes: {"0020000D": {"vr": "UI", "Value": [...]}}
+DicomJson = dict[str, dict[str, Any]]
+
+# Indexed attributes per level, by DICOM keyword. A backend keeps each in a column of its
+# own so that QIDO matching runs in the database; every other attribute of the level lives in
+# the level's DICOM JSON and is matched after the database narrowed the candidates.
+STUDY_COLUMNS: tuple[str, ...] = (
+    "StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName",
+    "StudyID", "StudyDescription", "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+)
+SERIES_COLUMNS: tuple[str, ...] = (
+    "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription", "SeriesDate",
+    "SeriesTime", "BodyPartExamined", "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+)
+INSTANCE_COLUMNS: tuple[str, ...] = (
+    "SOPInstanceUID", "SOPClassUID", "InstanceNumber", "Rows", "Columns", "BitsAllocated",
+    "NumberOfFrames", "ContentDate", "ContentTime",
+)
+
+
+class Level(enum.Enum):
+    """Query/retrieve levels of PS3.4 C.6.1 that DICOMweb exposes."""
+
+    STUDY = "Study"
+    SERIES = "Series"
+    INSTANCE = "Instance"
+
+
+COLUMNS: dict[Level, tuple[str, ...]] = {
+    Level.STUDY: STUDY_COLUMNS,
+    Level.SERIES: SERIES_COLUMNS,
+    Level.INSTANCE: INSTANCE_COLUMNS,
+}
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form of a string (QIDO default matching).
+
+    NFKD splits accented letters into base + combining mark; dropping the marks
+    and case-folding makes ``Gusev`` match ``ГУСЕВ``-style case variants and
+    ``Müller`` match ``muller``.
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+class Match(enum.Enum):
+    """Kinds of matching of PS3.4 C.2.2.2, decided by the query parser."""
+
+    SINGLE = "single"  # C.2.2.2.1 single value (exact; folded unless case-sensitive)
+    LIST = "list"  # C.2.2.2.2 list of UIDs / values: any equal
+    WILDCARD = "wildcard"  # C.2.2.2.4 '*' and '?'
+    RANGE = "range"  # C.2.2.2.5 (lo, hi); '' is an open end; bounds already padded
+    FUZZY = "fuzzy"  # PN fuzzy matching: every query word is a prefix of some name word
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One matching key of a query.
+
+    ``level`` is the level the attribute belongs to. A constraint on a level below
+    the query level (``Modality`` in a study search) matches when *any* child
+    matches, which is how ModalitiesInStudy matching works (PS3.18 §8.3.4.1).
+    ``keyword`` may name a column of that level or any other attribute, matched
+    against the level's DICOM JSON. ``also`` is a second keyword whose value is
+    appended before comparing: StudyDate+StudyTime combined ranges (PS3.4 C.2.2.2.5.1).
+    """
+
+    level: Level
+    keyword: str
+    tag: str  # 8 uppercase hex digits
+    vr: str
+    kind: Match
+    values: tuple[str, ...]
+    also: str | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    """A QIDO search, already parsed and validated."""
+
+    level: Level
+    constraints: tuple[Constraint, ...] = ()
+    case_sensitive: bool = False
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """Everything the index keeps about one instance, built at ingest."""
+
+    patient_key: str  # Orthanc-compatible ids (SHA-1 scheme), see app.dicom.identifiers
+    study_key: str
+    series_key: str
+    instance_key: str
+    study: DicomJson  # patient + study level attributes (PS3.3 patient and study modules)
+    series: DicomJson
+    instance: DicomJson  # instance-level attributes QIDO answers with (no bulk data)
+    metadata: str  # full DICOM JSON text of the instance (BulkDataURI with a placeholder base)
+    transfer_syntax: str
+    storage_key: str
+    size: int
+    frames: Sequence[Sequence[tuple[int, int]]] = ()  # per frame: (offset, length) byte ranges
+
+    def uid(self, level: Level) -> str:
+        attrs = {Level.STUDY: self.study, Level.SERIES: self.series,
+                 Level.INSTANCE: self.instance}[level]
+        key = {Level.STUDY: "0020000D", Level.SERIES: "0020000E",
+               Level.INSTANCE: "00080018"}[level]
+        return str(attrs[key]["Value"][0])
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An instance as WADO needs it: where its bytes are and how they are encoded."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    instance_key: str
+    transfer_syntax: str
+    storage_key: str
+    size: int
+    instance_number: int | None
+    frames: Sequence[Sequence[tuple[int, int]]] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One QIDO match: DICOM JSON of its level and of its parents.
+
+    Computed attributes are filled in by the index: ModalitiesInStudy,
+    SOPClassesInStudy, NumberOfStudyRelatedSeries/Instances in ``study`` and
+    NumberOfSeriesRelatedInstances in ``series`` (PS3.18 §10.6.3.3).
+    ``series`` is empty for a study search, ``instance`` unless an instance search.
+    """
+
+    study: DicomJson
+    series: DicomJson = field(default_factory=dict)
+    instance: DicomJson = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What a removal took out of the index; the caller then deletes the blobs."""
+
+    storage_keys: tuple[str, ...]
+    instances: int
+
+
+class StorageArea(ABC):
+    """Blobs under opaque keys. Keys come from :meth:`new_key`, never from client input."""
+
+    @staticmethod
+    def new_key() -> str:
+        return uuid.uuid4().hex
+
+    @abstractmethod
+    def write(self, key: str, stream: BinaryIO) -> int:
+        """Store the rest of ``stream`` atomically under ``key``; return the byte count.
+
+        Either the whole blob becomes visible or nothing does (crash included).
+        """
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """Open a blob for reading; the caller closes it. ``FileNotFoundError`` if absent."""
+
+    @abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Read ``length`` bytes from ``start`` with one ranged read."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove a blob; an absent key is not an error."""
+
+    @abstractmethod
+    def keys(self) -> Iterator[str]:
+        """Every stored key (consistency checks and migrations)."""
+
+    def iter_chunks(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Stream a blob in chunks without holding it whole."""
+        with self.open(key) as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+
+class Index(ABC):
+    """What exists and everything derived from it at ingest. Safe across processes."""
+
+    @abstractmethod
+    def add_instance(self, record: InstanceRecord) -> str | None:
+        """Insert or replace an instance (keyed by SOPInstanceUID) in one transaction.
+
+        Creates the study and series as needed and refreshes their attributes.
+        Returns the storage key of the replaced instance, if any, so that the caller
+        can delete the old blob after this commit.
+        """
+
+    @abstractmethod
+    def search(self, query: Query) -> list[SearchResult]:
+        """QIDO: matches in a stable order (the order resources were first stored)."""
+
+    @abstractmethod
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[StoredInstance]:
+        """Instances under a study/series/instance, by series then InstanceNumber then UID.
+
+        An empty list when nothing matches; a series or instance is only found under
+        its own parents.
+        """
+
+    @abstractmethod
+    def find_instance(self, sop_uid: str) -> StoredInstance | None:
+        """The instance with this SOPInstanceUID wherever it is (WADO-URI), or None."""
+
+    @abstractmethod
+    def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[str]:
+        """DICOM JSON texts of the instances, in the order of :meth:`instances`."""
+
+    @abstractmethod
+    def remove(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> Removed:
+        """Delete a study, series or instance (and parents left empty) in one transaction."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (tests and shutdown)."""

@@ -1,0 +1,35 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="dicomweb-server",
+    version="0.1.0",
+    description="DICOMweb (PS3.18) server and client, configured like Orthanc's DICOMweb plugin",
+    python_requires=">=3.11",
+    packages=find_packages(include=["app", "app.*", "backends", "backends.*"]),
+    py_modules=["wsgi"],
+    install_requires=[
+        "flask>=3.0",
+        "gunicorn>=22",
+        "pydicom>=3.0",
+        "pylibjpeg>=2.0",
+        "pylibjpeg-libjpeg>=2.1",
+        "pylibjpeg-openjpeg>=2.3",
+        "pylibjpeg-rle>=2.0",
+        "pyjpegls>=1.4",
+        "boto3>=1.34",
+        "pillow>=10",
+        "numpy>=1.26",
+        "requests>=2.31",
+        "marshmallow>=3.20",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "dicomweb-client>=0.59",
+            "psutil>=5.9",
+            "ruff>=0.5",
+        ],
+    },
+    entry_points={"console_scripts": ["dicomweb-server=app.cli:main"]},
+)
