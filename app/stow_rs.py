@@ -22,15 +22,7 @@ blueprint = Blueprint("stow_rs", __name__)
 
 def _boundary() -> str:
     """Check the request Content-Type (§10.5.1.1): multipart/related; type=application/dicom."""
-    media, params = multipart.parse_content_type(request.headers.get("Content-Type", ""))
-    if media != "multipart/related":
-        raise UnsupportedMediaType("STOW-RS expects multipart/related; type=\"application/dicom\"")
-    if params.get("type", "").lower() != "application/dicom":
-        raise UnsupportedMediaType(
-            "Only type=\"application/dicom\" is supported (no JSON/XML metadata with bulk data)")
-    if not params.get("boundary"):
-        raise UnsupportedMediaType("The multipart/related Content-Type has no boundary")
-    return params["boundary"]
+    return multipart.multipart_boundary(request.headers.get("Content-Type", ""))
 
 
 def _dicom_parts(boundary: str) -> Iterator[multipart.Part]:

@@ -8,8 +8,8 @@ from app.dicom.identifiers import check_uid
 from app.dicom.render import render
 from app.dicom.transcode import can_transcode, transcode
 from app.errors import BadRequest, NotAcceptable, NotFound
-from backends.base import StorageArea, StoredInstance
 from app.services import services
+from backends.base import StorageArea, StoredInstance
 
 blueprint = Blueprint("wado_uri", __name__)
 

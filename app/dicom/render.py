@@ -63,11 +63,16 @@ def _file_window(ds: Dataset) -> tuple[float, float] | None:
         center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
         if center is None or width is None:
             return None
-        first = (lambda v: float(v[0]) if isinstance(v, pydicom.multival.MultiValue)
-                 else float(v))
-        return first(center), first(width)
+        return _first(center), _first(width)
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def _first(value: object) -> float:
+    """First value of a possibly multi-valued DS."""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return float(value[0])
+    return float(value)  # type: ignore[arg-type]
 
 
 def voi(values: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:

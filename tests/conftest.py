@@ -1,0 +1,53 @@
+"""Fixtures shared by the api and e2e layers."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.settings import Settings, parse_settings
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    data: dict[str, object] = {"StorageDirectory": str(tmp_path / "storage"),
+                               "IndexDirectory": str(tmp_path / "index")}
+    dicomweb = overrides.pop("DicomWeb", None)
+    data.update(overrides)
+    if dicomweb is not None:
+        data["DicomWeb"] = dicomweb
+    return parse_settings(data, "<test>")
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    application = create_app(make_settings(tmp_path))
+    yield application
+    application.extensions["dicomweb"].index.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def dicom_bytes(ds: pydicom.Dataset) -> bytes:
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def stow_body(files: list[bytes], boundary: str = "XXbound4ryXX",
+              part_type: str = "application/dicom") -> tuple[bytes, str]:
+    """A STOW-RS request body and its Content-Type."""
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode() + f + b"\r\n"
+        for f in files
+    ) + f"--{boundary}--\r\n".encode()
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
