@@ -29,7 +29,7 @@ def _search(level: Level, study: str | None = None, series: str | None = None) -
                               case_sensitive=svc.settings.qido_case_sensitive)
     base = request_base_url()
     answers = [search.build_answer(r, parsed, base) for r in svc.index.search(parsed.query)]
-    headers = _warning(parsed.unsupported, svc.settings.Name)
+    headers = _warning(parsed, svc.settings.Name)
     if fmt == "xml":
         parts = (({"Content-Type": "application/dicom+xml"}, [json_to_xml(a)]) for a in answers)
         return multipart_response("application/dicom+xml", parts, headers=headers)
@@ -37,13 +37,14 @@ def _search(level: Level, study: str | None = None, series: str | None = None) -
                     headers=headers)
 
 
-def _warning(unsupported: list[str], agent: str) -> dict[str, str]:
-    """PS3.18 §8.3.4.3? A ``Warning: 299`` names query keys the server ignored."""
-    if not unsupported:
+def _warning(parsed: query.QidoRequest, agent: str) -> dict[str, str]:
+    """``Warning: 299 <service>: <text>`` for what the server ignored (PS3.18 §8.3.4)."""
+    texts = query.warning_texts(parsed)
+    if not texts:
         return {}
-    names = ", ".join(sorted(set(unsupported)))[:500]
     agent = "".join(c for c in agent if c.isalnum() or c in "-_.") or "dicomweb"
-    return {"Warning": f'299 {agent} "The following parameters are not supported: {names}"'}
+    # Several warnings go in one header, comma-separated (RFC 7234 §5.5).
+    return {"Warning": ", ".join(f'299 {agent}: "{t[:300]}"' for t in texts)}
 
 
 @blueprint.get("/studies")

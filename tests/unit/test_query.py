@@ -159,7 +159,7 @@ def test_limit_offset(query: str, limit: int | None, offset: int) -> None:
 
 
 @pytest.mark.parametrize("query", ["limit=-1", "limit=abc", "limit=", "offset=1.5",
-                                   "offset=+3", "limit=1e3"])
+                                   "offset=%2B3", "limit=1e3"])
 def test_bad_limit_offset(query: str) -> None:
     name = query.split("=")[0]
     with pytest.raises(BadRequest, match=name):
