@@ -436,7 +436,7 @@ def _bulk_usable(media_range: MediaRange) -> bool:
     part_type = _part_type(media_range)[0]
     return (
         media_range.matches("multipart/related")
-        and part_type in (None, OCTET_STREAM)
+        and part_type in (None, OCTET_STREAM, "*/*", "application/*")
         and "range" not in media_range.params
     )
 

@@ -24,11 +24,15 @@ class Server:
     """A gunicorn server on a free loopback port with its own data folder."""
 
     def __init__(self, workdir: Path, *, workers: int = 2, threads: int = 4,
-                 extra: dict[str, object] | None = None) -> None:
+                 extra: dict[str, object] | None = None, pin_host: bool = False) -> None:
         self.workdir = workdir
         self.port = free_port()
         config = {"StorageDirectory": str(workdir / "storage"),
                   "IndexDirectory": str(workdir / "index"), "HttpPort": self.port}
+        if pin_host:
+            # dicomweb-client sends ``Host`` without the port; a deployment behind such
+            # clients pins the public host in the settings (reference §4.9).
+            config["DicomWeb"] = {"Host": f"127.0.0.1:{self.port}"}
         config.update(extra or {})
         self.config = workdir / "config.json"
         self.config.write_text(json.dumps(config))
@@ -48,9 +52,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log()}")
             try:
-                requests.get(f"{self.root}/studies", timeout=1)
+                requests.get(f"{self.root}/studies", timeout=5)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start: {self.log()}")
 
