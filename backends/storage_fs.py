@@ -1,4 +1,4 @@
-"""``StorageArea`` on a local filesystem, laid out like Orthanc: ``root/ab/cd/<key>``.
+"""``StorageArea`` on a local filesystem, laid out as ``root/ab/<key>``.
 
 Keys are checked against a strict pattern (32 lowercase hex digits, as made by
 ``StorageArea.new_key``) before any path is built, so no client input can reach a path.
@@ -47,14 +47,15 @@ class FilesystemStorage(StorageArea):
 
     def _path(self, key: str) -> Path:
         check_key(key)
-        return self.root / key[:2] / key[2:4] / key
+        # One level of 256 folders: few enough that new folders (and their fsyncs) are
+        # rare after the first writes, enough to keep ~4,000 files per folder at 1M blobs.
+        return self.root / key[:2] / key
 
     def _make_dirs(self, directory: Path) -> None:
-        """Create ``ab/cd`` as needed, fsyncing each parent that got a new entry."""
-        for path in (directory.parent, directory):
-            if not path.is_dir():
-                path.mkdir(exist_ok=True)  # another process may win the race: fine
-                _fsync_dir(path.parent)
+        """Create ``ab`` as needed, fsyncing the root when it got a new entry."""
+        if not directory.is_dir():
+            directory.mkdir(exist_ok=True)  # another process may win the race: fine
+            _fsync_dir(directory.parent)
 
     def write(self, key: str, stream: BinaryIO) -> int:
         path = self._path(key)

@@ -128,7 +128,9 @@ class InstanceRef:
 
 def make_uid(seed: str, *parts: object) -> str:
     """Deterministic UID: same seed and parts give the same UID on every run."""
-    return str(generate_uid(prefix=UID_PREFIX, entropy_srcs=[seed, *map(str, parts)]))
+    # pydicom concatenates entropy sources, so ("1", "11") and ("11", "1") would collide:
+    # join with a separator to keep every (study, series, instance) distinct.
+    return str(generate_uid(prefix=UID_PREFIX, entropy_srcs=["/".join([seed, *map(str, parts)])]))
 
 
 def series_sizes(opts: Options) -> list[list[int]]:

@@ -19,7 +19,7 @@ class TestFilesystemStorage(StorageContract):
     def test_orthanc_layout(self, storage: FilesystemStorage) -> None:
         key = storage.new_key()
         storage.write(key, io.BytesIO(b"data"))
-        assert (storage.root / key[:2] / key[2:4] / key).read_bytes() == b"data"
+        assert (storage.root / key[:2] / key).read_bytes() == b"data"
 
     def test_failed_write_removes_temp_file(self, storage: FilesystemStorage) -> None:
         key = storage.new_key()
@@ -30,7 +30,7 @@ class TestFilesystemStorage(StorageContract):
     def test_keys_ignore_temp_and_foreign_files(self, storage: FilesystemStorage) -> None:
         key = storage.new_key()
         storage.write(key, io.BytesIO(b"data"))
-        folder = storage.root / key[:2] / key[2:4]
+        folder = storage.root / key[:2]
         (folder / f".tmp-{storage.new_key()}").write_bytes(b"half")  # a write in progress
         (folder / "notes.txt").write_bytes(b"?")
         assert list(storage.keys()) == [key]
