@@ -30,6 +30,10 @@ def gunicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, 
         "worker_class": "gthread",
         "threads": args.threads or settings.Gunicorn.Threads,
         "timeout": settings.Gunicorn.Timeout,
+        # Build the app once in the master and fork: workers share its pages (pydicom,
+        # numpy, Flask), which keeps the total memory of N workers well below N copies.
+        # The index opens its connections lazily in each worker after the fork.
+        "preload_app": True,
         "graceful_timeout": 30,
         "accesslog": "-" if args.access_log else None,
         "errorlog": "-",

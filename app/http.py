@@ -71,16 +71,24 @@ def multipart_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Stream ``multipart/related`` parts (PS3.18 §8.6.1.2); headers are fixed before
-    the first byte, so every 4xx decision must be taken before calling this."""
+    the first byte, so every 4xx decision must be taken before calling this.
+
+    When ``parts`` is a list whose heads all give Content-Length (their bodies still
+    lazy), the response gets a Content-Length instead of chunked framing.
+    """
     boundary = multipart.new_boundary()
-    body = multipart.stream(boundary, parts)
-    return Response(
-        stream_with_context(body),
+    response = Response(
+        stream_with_context(multipart.stream(boundary, parts)),
         status=status,
         content_type=multipart.content_type(part_type, boundary),
         headers=headers,
         direct_passthrough=True,
     )
+    if isinstance(parts, list):
+        length = multipart.body_length(boundary, (head for head, _ in parts))
+        if length is not None:
+            response.content_length = length
+    return response
 
 
 def lazy(make: Callable[[], Iterable[bytes]]) -> Iterator[bytes]:

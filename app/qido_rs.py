@@ -28,7 +28,7 @@ def _search(level: Level, study: str | None = None, series: str | None = None) -
     parsed = query.parse_qido(level, query_pairs(), study_uid=study, series_uid=series,
                               case_sensitive=svc.settings.qido_case_sensitive)
     base = request_base_url()
-    answers = [search.build_answer(r, parsed, base) for r in svc.index.search(parsed.query)]
+    answers = search.build_answers(svc.index.search(parsed.query), parsed, base)
     headers = _warning(parsed, svc.settings.Name)
     if fmt == "xml":
         parts = (({"Content-Type": "application/dicom+xml"}, [json_to_xml(a)]) for a in answers)

@@ -41,6 +41,7 @@ def metric_rows(results: dict) -> list[Row]:
     rows.append(("WADO study MB/s", results.get("wado", {}).get("study", {}).get("mb_per_s"), True))
     memory = results.get("memory") or {}
     rows.append(("peak RSS MB", memory.get("peak_mb"), False))
+    rows.append(("peak PSS MB", memory.get("peak_pss_mb"), False))
     return rows
 
 

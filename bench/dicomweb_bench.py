@@ -544,35 +544,45 @@ def run_wado(root: str, opts: Options, studies: list[StudyPlan], sampler) -> dic
 
 @dataclass
 class MemorySampler:
-    """Samples RSS of ``pid`` + all its descendants every ``interval`` s in a thread.
+    """Samples RSS and PSS of ``pid`` + all its descendants every ``interval`` s.
 
-    RSS of forked workers counts shared pages once per process (an upper bound)."""
+    RSS of forked workers counts shared pages once per process (an upper bound); PSS
+    splits each shared page between the processes sharing it, so the PSS sum is the
+    physical memory the whole process tree uses. For a single process both agree."""
 
     pid: int | None
     interval: float = 0.1
     start_mb: float | None = None
     peak_mb: float = 0.0
+    peak_pss_mb: float = 0.0
     peaks: dict[str, float] = field(default_factory=dict)
     current: str = "start"
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> float:
         """Total RSS in MB; vanished processes (worker recycling) are skipped."""
+        return self.sample_both()[0]
+
+    def sample_both(self) -> tuple[float, float]:
+        """Total (RSS, PSS) in MB."""
         try:
             root = psutil.Process(self.pid)
             procs = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return 0.0
-        total = 0
+            return 0.0, 0.0
+        rss = pss = 0
         for proc in procs:
             try:
-                total += proc.memory_info().rss
+                info = proc.memory_full_info()
             except psutil.NoSuchProcess:
                 continue
-        return total / 2**20
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        return rss / 2**20, pss / 2**20
 
     def record(self) -> None:
-        value = self.sample()
+        value, pss = self.sample_both()
+        self.peak_pss_mb = max(self.peak_pss_mb, pss)
         self.peak_mb = max(self.peak_mb, value)
         self.peaks[self.current] = max(self.peaks.get(self.current, 0.0), value)
 
@@ -600,6 +610,7 @@ class MemorySampler:
             "pid": self.pid,
             "start_mb": round(self.start_mb or 0.0, 1),
             "peak_mb": round(self.peak_mb, 1),
+            "peak_pss_mb": round(self.peak_pss_mb, 1),
             "end_mb": round(self.sample(), 1),
             "peak_by_phase_mb": {k: round(v, 1) for k, v in self.peaks.items()},
         }
@@ -693,7 +704,7 @@ def report_lines(results: dict) -> list[str]:
     if memory:
         lines.append(
             f"  RSS peak {memory['peak_mb']:.0f} MB (start {memory['start_mb']:.0f} MB, "
-            f"end {memory['end_mb']:.0f} MB)"
+            f"end {memory['end_mb']:.0f} MB); PSS peak {memory.get('peak_pss_mb', 0):.0f} MB"
         )
     client = results["client"]
     lines.append(

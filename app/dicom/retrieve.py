@@ -15,7 +15,7 @@ from app.dicom.transcode import can_transcode, native_frame_syntax_ok, transcode
 from app.errors import BadRequest, NotAcceptable, NotFound
 from backends.base import Constraint, Index, Level, Match, Query, StorageArea, StoredInstance
 
-PartStream = Iterator[tuple[dict[str, str], Iterable[bytes]]]
+PartStream = Iterable[tuple[dict[str, str], Iterable[bytes]]]
 
 
 def locate(index: Index, study: str, series: str | None = None,
@@ -37,11 +37,16 @@ def dicom_parts(storage: StorageArea, instances: list[StoredInstance],
             raise NotAcceptable(
                 f"Instance {inst.sop_uid} is stored as {inst.transfer_syntax} and cannot be "
                 f"converted to {target}; ask for transfer-syntax=* to get it as stored")
+    if all(target in ("*", inst.transfer_syntax) for inst in instances):
+        # As stored: sizes are known, bodies stay lazy (a blob is opened when reached).
+        return [({"Content-Type": f"application/dicom; transfer-syntax={inst.transfer_syntax}",
+                  "Content-Length": str(inst.size)}, storage.iter_chunks(inst.storage_key))
+                for inst in instances]
     return _dicom_part_stream(storage, instances, target)
 
 
 def _dicom_part_stream(storage: StorageArea, instances: list[StoredInstance],
-                       target: str) -> PartStream:
+                       target: str) -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
     for inst in instances:
         if target in ("*", inst.transfer_syntax):
             ts = inst.transfer_syntax
@@ -136,11 +141,18 @@ def frame_parts(storage: StorageArea, inst: StoredInstance, numbers: list[int],
 
 def _frame_stream(storage: StorageArea, inst: StoredInstance, numbers: list[int],
                   part_type: str, location: str) -> PartStream:
-    for n in numbers:
-        data = b"".join(storage.read_range(inst.storage_key, off, length)
-                        for off, length in inst.frames[n - 1])
-        yield ({"Content-Type": part_type, "Content-Length": str(len(data)),
-                "Content-Location": f"{location}/frames/{n}"}, [data])
+    """Lazy parts with known lengths: each frame is read when the response reaches it."""
+    return [({"Content-Type": part_type,
+              "Content-Length": str(sum(length for _, length in inst.frames[n - 1])),
+              "Content-Location": f"{location}/frames/{n}"},
+             _read_ranges(storage, inst.storage_key, inst.frames[n - 1]))
+            for n in numbers]
+
+
+def _read_ranges(storage: StorageArea, key: str,
+                 ranges: Iterable[tuple[int, int]]) -> Iterator[bytes]:
+    for offset, length in ranges:
+        yield storage.read_range(key, offset, length)
 
 
 __all__ = ["dicom_parts", "frame_parts", "locate", "metadata_json", "metadata_xml_parts",

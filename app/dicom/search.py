@@ -89,12 +89,16 @@ _URL_SEGMENTS: dict[Level, str] = {
 
 def build_answer(result: SearchResult, request: QidoRequest, base_url: str) -> DicomJson:
     """The DICOM JSON object answering one match of ``request``."""
-    level = request.query.level
-    sources = _sources(result, level)
     shown = _shown_levels(request)
     wanted = _wanted(request, shown)
+    return _answer(result, request, base_url, shown, wanted, sorted(wanted))
+
+
+def _answer(result: SearchResult, request: QidoRequest, base_url: str, shown: set[Level],
+            wanted: set[str], ordered: list[str]) -> DicomJson:
+    sources = _sources(result, request.query.level)
     answer: DicomJson = {}
-    for tag in sorted(wanted):
+    for tag in ordered:
         attr = _find(sources, tag)
         if attr is not None:
             answer[tag] = attr
@@ -110,8 +114,11 @@ def build_answer(result: SearchResult, request: QidoRequest, base_url: str) -> D
 def build_answers(
     results: list[SearchResult], request: QidoRequest, base_url: str
 ) -> list[DicomJson]:
-    """:func:`build_answer` for every match, in order."""
-    return [build_answer(result, request, base_url) for result in results]
+    """:func:`build_answer` for every match, in order (the field lists computed once)."""
+    shown = _shown_levels(request)
+    wanted = _wanted(request, shown)
+    ordered = sorted(wanted)
+    return [_answer(result, request, base_url, shown, wanted, ordered) for result in results]
 
 
 def retrieve_url(result: SearchResult, level: Level, base_url: str) -> str | None:
@@ -158,11 +165,13 @@ def _find(sources: list[tuple[Level, DicomJson]], tag: str) -> dict[str, Any] | 
 
 
 def _copy(attr: dict[str, Any]) -> dict[str, Any]:
-    """A shallow copy; an empty ``Value`` is dropped (present but empty, issue 111)."""
-    copied = dict(attr)
-    if "Value" in copied and not copied["Value"]:
-        del copied["Value"]
-    return copied
+    """The attribute, with an empty ``Value`` dropped (present but empty, issue 111).
+
+    Answers are serialised, never mutated, so only that case needs a copy.
+    """
+    if "Value" in attr and not attr["Value"]:
+        return {k: v for k, v in attr.items() if k != "Value"}
+    return attr
 
 
 def _first_value(attrs: DicomJson, tag: str) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 import pytest
@@ -203,10 +205,12 @@ def test_own_level_wins_over_parents() -> None:
 
 # --- values are copied, emptiness, URLs ------------------------------------------------------
 
-def test_answer_does_not_share_attribute_dicts() -> None:
-    got = answer(STUDY)
-    got["00100010"]["Value"] = ["changed"]
-    assert STUDY_JSON["00100010"]["Value"] == [{"Alphabetic": "Doe^Jane"}]
+def test_building_answers_leaves_the_index_json_untouched() -> None:
+    # Answers share attribute dicts with the index results (they are only serialised),
+    # so building them must never modify those.
+    before = json.dumps(STUDY_JSON, sort_keys=True)
+    build_answers([SearchResult(study=STUDY_JSON)] * 2, request(STUDY), BASE)
+    assert json.dumps(STUDY_JSON, sort_keys=True) == before
 
 
 def test_empty_value_list_becomes_vr_only() -> None:
