@@ -144,3 +144,37 @@ def test_post_on_search_route_is_405_with_allow(client: FlaskClient) -> None:
 
 def test_double_slash_is_single(client: FlaskClient, loaded) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/dicom-web//studies").status_code == 200
+
+
+
+def _storable_charset_files() -> list:  # type: ignore[type-arg]
+    """Bundled charset files that carry the four UIDs STOW requires."""
+    from pathlib import Path
+
+    import pydicom
+
+    folder = Path(pydicom.data.__file__).parent / "charset_files"
+    keep = []
+    for path in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if all(k in ds for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+                                 "SOPClassUID")):
+            keep.append(path)
+    return keep
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("path", _storable_charset_files(), ids=lambda p: p.name)
+def test_every_character_set_answers_utf8(client: FlaskClient, path) -> None:  # type: ignore[no-untyped-def]
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    assert post(client, [path.read_bytes()]).status_code == 200
+    r = client.get(f"/dicom-web/studies?StudyInstanceUID={ds.StudyInstanceUID}")
+    assert r.headers["Content-Type"].startswith("application/dicom+json")
+    (study,) = r.get_json()
+    assert study["00080005"]["Value"] == ["ISO_IR 192"]
+    name = study[PN]["Value"][0]
+    expected = ds.PatientName
+    assert name.get("Alphabetic", "") == (expected.alphabetic or "")
+    assert name.get("Ideographic", "") == (expected.ideographic or "")
