@@ -66,6 +66,36 @@ def _string_end(text: str, start: int) -> int:
     return len(text)
 
 
+class _Boolean(fields.Boolean):
+    """JSON ``true``/``false`` only: like Orthanc, ``"yes"``, ``1`` or ``"true"`` are refused."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class _Integer(fields.Integer):
+    """JSON integers only: like Orthanc, ``"8042"`` or ``8042.0`` are refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+
+def _check_tags(names: list[str]) -> None:
+    """Extrapolated tags must be keywords or tags (Orthanc refuses to start otherwise)."""
+    from app.dicom.query import tag_of  # pydicom's dictionary; imported only when used
+
+    bad = []
+    for name in names:
+        try:
+            tag_of(name)
+        except ValueError:
+            bad.append(name)
+    if bad:
+        raise ValidationError(f"Unknown DICOM tag(s): {', '.join(map(repr, bad))}.")
+
+
 class _Strict(Schema):
     class Meta:
         unknown = RAISE
@@ -74,35 +104,37 @@ class _Strict(Schema):
 class DicomWebSchema(_Strict):
     """The ``DicomWeb`` section of reference §2.1 (server and client options)."""
 
-    Enable = fields.Boolean(load_default=True)
+    Enable = _Boolean(load_default=True)
     Root = fields.String(load_default="/dicom-web/")
-    EnableWado = fields.Boolean(load_default=True)
+    EnableWado = _Boolean(load_default=True)
     WadoRoot = fields.String(load_default="/wado")
-    Ssl = fields.Boolean(load_default=False)
+    Ssl = _Boolean(load_default=False)
     Host = fields.String(load_default="")
     PublicRoot = fields.String(load_default=None, allow_none=True)
-    QidoCaseSensitive = fields.Boolean(load_default=None, allow_none=True)
+    QidoCaseSensitive = _Boolean(load_default=None, allow_none=True)
     StudiesMetadata = fields.String(load_default="Full", validate=validate.OneOf(METADATA_MODES))
     SeriesMetadata = fields.String(load_default="Full", validate=validate.OneOf(METADATA_MODES))
-    StudiesMetadataExtrapolatedTags = fields.List(fields.String(), load_default=list)
-    SeriesMetadataExtrapolatedTags = fields.List(fields.String(), load_default=list)
+    StudiesMetadataExtrapolatedTags = fields.List(fields.String(), load_default=list,
+                                                  validate=_check_tags)
+    SeriesMetadataExtrapolatedTags = fields.List(fields.String(), load_default=list,
+                                                 validate=_check_tags)
     OtherBinaryMode = fields.String(load_default="BulkDataURI",
                                     validate=validate.OneOf(BINARY_MODES))
     Servers = fields.Raw(load_default=dict)
-    ServersInDatabase = fields.Boolean(load_default=False)
+    ServersInDatabase = _Boolean(load_default=False)
     # Accepted for compatibility; this server has no use for them (docs/conformance.md).
-    MetadataWorkerThreadsCount = fields.Integer(load_default=4)
-    EnableMetadataCache = fields.Boolean(load_default=True)
-    WadoRsLoaderThreadsCount = fields.Integer(load_default=0)
-    EnablePerformanceLogs = fields.Boolean(load_default=False)
+    MetadataWorkerThreadsCount = _Integer(load_default=4)
+    EnableMetadataCache = _Boolean(load_default=True)
+    WadoRsLoaderThreadsCount = _Integer(load_default=0)
+    EnablePerformanceLogs = _Boolean(load_default=False)
 
 
 class GunicornSchema(_Strict):
     """Our own section: how ``dicomweb-server`` runs gunicorn."""
 
-    Workers = fields.Integer(load_default=2, validate=validate.Range(min=1))
-    Threads = fields.Integer(load_default=4, validate=validate.Range(min=1))
-    Timeout = fields.Integer(load_default=300, validate=validate.Range(min=1))
+    Workers = _Integer(load_default=2, validate=validate.Range(min=1))
+    Threads = _Integer(load_default=4, validate=validate.Range(min=1))
+    Timeout = _Integer(load_default=300, validate=validate.Range(min=1))
 
 
 class SettingsSchema(Schema):
@@ -110,13 +142,13 @@ class SettingsSchema(Schema):
         unknown = EXCLUDE
 
     Name = fields.String(load_default="DICOMweb")
-    HttpPort = fields.Integer(load_default=8042, validate=validate.Range(min=0, max=65535))
-    RemoteAccessEnabled = fields.Boolean(load_default=False)
+    HttpPort = _Integer(load_default=8042, validate=validate.Range(min=0, max=65535))
+    RemoteAccessEnabled = _Boolean(load_default=False)
     StorageDirectory = fields.String(load_default="OrthancStorage")
     IndexDirectory = fields.String(load_default=None, allow_none=True)
     DefaultEncoding = fields.String(load_default="Latin1")
-    CaseSensitivePN = fields.Boolean(load_default=False)
-    ReadOnly = fields.Boolean(load_default=False)
+    CaseSensitivePN = _Boolean(load_default=False)
+    ReadOnly = _Boolean(load_default=False)
     DicomWeb = fields.Nested(DicomWebSchema, load_default=lambda: DicomWebSchema().load({}))
     Gunicorn = fields.Nested(GunicornSchema, load_default=lambda: GunicornSchema().load({}))
 
@@ -224,7 +256,8 @@ def parse_settings(data: dict[str, Any], source: str = "<dict>") -> Settings:
 def _describe(messages: Any, prefix: str = "") -> str:
     """Flatten marshmallow's nested messages into ``Section.Key: problem`` lines."""
     if isinstance(messages, dict):
-        return "; ".join(_describe(v, f"{prefix}{k}." if prefix or k else "")
+        # "_schema" is marshmallow's key for errors about a whole section (not an object).
+        return "; ".join(_describe(v, prefix if k == "_schema" else f"{prefix}{k}.")
                          for k, v in messages.items())
     if isinstance(messages, list) and messages and isinstance(messages[0], str):
         return f"{prefix.rstrip('.')}: {' '.join(messages)}"
@@ -243,10 +276,13 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
                                "IndexDirectory": "data/index"}, "<defaults>")
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: a byte order mark left by a Windows editor is not an error.
+        text = Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigurationError(f"{source}: cannot read the configuration ({exc.strerror})") \
             from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = json.loads(strip_comments(text))
     except (ValueError, json.JSONDecodeError) as exc:

@@ -1,0 +1,146 @@
+"""Unit tests for app.cli: gunicorn options from the settings and the exit code on bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app import cli
+from app.settings import CONFIG_ENV, Settings, parse_settings
+
+
+def options(data: dict[str, Any] | None = None, *argv: str) -> dict[str, Any]:
+    return cli.gunicorn_options(parse_settings(data or {}), cli.parse_args(list(argv)))
+
+
+@pytest.fixture(autouse=True)
+def _no_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() exports $DICOMWEB_CONFIG; monkeypatch restores it after each test."""
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, Any]]:
+    """Replace gunicorn with a recorder."""
+    calls: list[tuple[Settings, Any]] = []
+    monkeypatch.setattr(cli, "serve", lambda settings, args: calls.append((settings, args)))
+    return calls
+
+
+# --------------------------------------------------------------------------- #
+# gunicorn_options
+# --------------------------------------------------------------------------- #
+
+
+def test_defaults_bind_loopback_on_8042() -> None:
+    opts = options()
+    assert opts["bind"] == "127.0.0.1:8042"
+    assert opts["workers"] == 2
+    assert opts["threads"] == 4
+    assert opts["timeout"] == 300
+    assert opts["worker_class"] == "gthread"
+    assert opts["accesslog"] is None
+
+
+def test_remote_access_binds_every_interface() -> None:
+    assert options({"RemoteAccessEnabled": True})["bind"] == "0.0.0.0:8042"
+
+
+def test_remote_access_false_stays_on_loopback() -> None:
+    assert options({"RemoteAccessEnabled": False, "HttpPort": 80})["bind"] == "127.0.0.1:80"
+
+
+def test_port_from_http_port() -> None:
+    assert options({"HttpPort": 9000})["bind"] == "127.0.0.1:9000"
+
+
+def test_port_flag_beats_http_port() -> None:
+    assert options({"HttpPort": 9000}, "--port", "9100")["bind"] == "127.0.0.1:9100"
+
+
+def test_port_flag_zero_is_used() -> None:
+    assert options({"HttpPort": 9000}, "--port", "0")["bind"] == "127.0.0.1:0"
+
+
+def test_workers_threads_and_timeout_from_settings() -> None:
+    opts = options({"Gunicorn": {"Workers": 5, "Threads": 7, "Timeout": 60}})
+    assert (opts["workers"], opts["threads"], opts["timeout"]) == (5, 7, 60)
+
+
+def test_flags_beat_settings_for_workers_and_threads() -> None:
+    opts = options({"Gunicorn": {"Workers": 5, "Threads": 7}}, "--workers", "3",
+                   "--threads", "9")
+    assert (opts["workers"], opts["threads"]) == (3, 9)
+
+
+def test_access_log_flag() -> None:
+    assert options({}, "--access-log")["accesslog"] == "-"
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.parse_args(["run"])
+    assert info.value.code == 2
+
+
+# --------------------------------------------------------------------------- #
+# main
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("content", [
+    None,  # missing file
+    '{ "HttpPort" : 8042, }',  # not JSON
+    '{ "DicomWeb" : { "Enable" : "yes" } }',  # wrong type
+    '{ "Gunicorn" : { "Processes" : 4 } }',  # unknown key in an owned section
+    '{ /* unterminated }',
+])
+def test_bad_config_returns_2_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    served: list[tuple[Settings, Any]], content: str | None,
+) -> None:
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content)
+    assert cli.main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err
+    assert str(path) in err
+    assert served == []  # gunicorn never started
+
+
+def test_bad_file_from_environment_returns_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    served: list[tuple[Settings, Any]],
+) -> None:
+    path = tmp_path / "env.json"
+    path.write_text('{ "HttpPort" : "8042" }')
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "HttpPort" in err
+    assert served == []
+
+
+def test_good_config_serves_it_and_exports_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[tuple[Settings, Any]],
+) -> None:
+    (tmp_path / "good.json").write_text(json.dumps({"HttpPort": 9005}))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--config", "good.json", "--workers", "3"]) == 0
+    (settings, args), = served
+    assert settings.HttpPort == 9005
+    assert args.workers == 3
+    # gunicorn workers (and wsgi.py) find the same file whatever their working directory.
+    assert os.environ[CONFIG_ENV] == str(tmp_path / "good.json")
+
+
+def test_no_config_serves_defaults(served: list[tuple[Settings, Any]]) -> None:
+    assert cli.main([]) == 0
+    (settings, _args), = served
+    assert settings.source == "<defaults>"
+    assert settings.storage_path == Path("data/storage")
