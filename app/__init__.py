@@ -49,8 +49,10 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     dicomweb = settings.DicomWeb
     prefix = dicomweb.root.rstrip("/")
     if dicomweb.Enable:
+        # ReadOnly: the writing services are not registered, so their routes answer 405.
+        writers = (stow_rs, delete)
         for module in (qido_rs, wado_rs, stow_rs, delete):
-            if module is stow_rs and settings.ReadOnly:
+            if module in writers and settings.ReadOnly:
                 continue
             app.register_blueprint(module.blueprint, url_prefix=prefix)
     if dicomweb.EnableWado:

@@ -20,7 +20,7 @@ from app.settings import CONFIG_ENV, Settings, load_settings
 
 def gunicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     """gunicorn settings in one place (docs/deployment notes refer to this)."""
-    host = "0.0.0.0" if settings.RemoteAccessEnabled else "127.0.0.1"
+    host = "0.0.0.0" if settings.remote_access else "127.0.0.1"
     port = args.port if args.port is not None else settings.HttpPort
     return {
         "bind": f"{host}:{port}",

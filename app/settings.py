@@ -118,6 +118,9 @@ class DicomWebSchema(_Strict):
                                                   validate=_check_tags)
     SeriesMetadataExtrapolatedTags = fields.List(fields.String(), load_default=list,
                                                  validate=_check_tags)
+    # Removed from Orthanc's plugin in 1.0 (reference §2.1); old files still carry them.
+    StowMaxInstances = _Integer(load_default=10)
+    StowMaxSize = _Integer(load_default=10)
     OtherBinaryMode = fields.String(load_default="BulkDataURI",
                                     validate=validate.OneOf(BINARY_MODES))
     Servers = fields.Raw(load_default=dict)
@@ -144,6 +147,7 @@ class SettingsSchema(Schema):
     Name = fields.String(load_default="DICOMweb")
     HttpPort = _Integer(load_default=8042, validate=validate.Range(min=0, max=65535))
     RemoteAccessEnabled = _Boolean(load_default=False)
+    RemoteAccessAllowed = _Boolean(load_default=False)  # Orthanc's name for the same switch
     StorageDirectory = fields.String(load_default="OrthancStorage")
     IndexDirectory = fields.String(load_default=None, allow_none=True)
     DefaultEncoding = fields.String(load_default="Latin1")
@@ -174,6 +178,8 @@ class DicomWeb:
     StudiesMetadataExtrapolatedTags: list[str] = field(default_factory=list)
     SeriesMetadataExtrapolatedTags: list[str] = field(default_factory=list)
     OtherBinaryMode: str = "BulkDataURI"
+    StowMaxInstances: int = 10
+    StowMaxSize: int = 10
     Servers: Any = field(default_factory=dict)
     ServersInDatabase: bool = False
     MetadataWorkerThreadsCount: int = 4
@@ -211,6 +217,7 @@ class Settings:
     Name: str = "DICOMweb"
     HttpPort: int = 8042
     RemoteAccessEnabled: bool = False
+    RemoteAccessAllowed: bool = False
     StorageDirectory: str = "OrthancStorage"
     IndexDirectory: str | None = None
     DefaultEncoding: str = "Latin1"
@@ -219,6 +226,11 @@ class Settings:
     DicomWeb: DicomWeb = field(default_factory=DicomWeb)
     Gunicorn: Gunicorn = field(default_factory=Gunicorn)
     source: str = "<defaults>"
+
+    @property
+    def remote_access(self) -> bool:
+        """Listen beyond loopback: Orthanc's ``RemoteAccessAllowed`` or ``RemoteAccessEnabled``."""
+        return self.RemoteAccessAllowed or self.RemoteAccessEnabled
 
     @property
     def storage_path(self) -> Path:

@@ -315,10 +315,16 @@ COMPUTED_LEVELS: dict[int, Level] = {
 }
 
 
+MAX_UINT = 2**31 - 1  # beyond any result set; keeps values inside a database INTEGER
+
+
 def _parse_uint(key: str, value: str) -> int:
-    if not _UINT.match(value.strip()):
+    if not _UINT.match(value.strip()) or len(value.strip()) > 10:
         raise BadRequest(f"Query parameter {key} must be a non-negative integer, not {value!r}")
-    return int(value)
+    number = int(value)
+    if number > MAX_UINT:
+        raise BadRequest(f"Query parameter {key} must be at most {MAX_UINT}, not {value!r}")
+    return number
 
 
 def _parse_bool(key: str, value: str) -> bool:

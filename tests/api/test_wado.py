@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from app.dicom import multipart
 from tests.api.data import ct, ct_bytes, uid
 from tests.api.test_stow import post
-from tests.conftest import dicom_bytes
+from tests.conftest import dicom_bytes, make_settings, stow_body
 
 
 def parts(response) -> list[tuple[dict[str, str], bytes]]:  # type: ignore[no-untyped-def]
@@ -182,3 +182,23 @@ def test_errors_are_json_everywhere(client: FlaskClient) -> None:
 
 
 __all__ = ["dicom_bytes"]
+
+
+def test_read_only_refuses_writes(tmp_path, client, stored) -> None:  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    app = client.application
+    settings = app.extensions["dicomweb"].settings
+    ro = create_app(make_settings(tmp_path, ReadOnly=True,
+                                  StorageDirectory=settings.StorageDirectory,
+                                  IndexDirectory=settings.IndexDirectory)).test_client()
+    assert ro.delete(f"/dicom-web/studies/{stored['st']}").status_code == 405
+    body, ctype = stow_body([b"x"])
+    assert ro.post("/dicom-web/studies", data=body,
+                   headers={"Content-Type": ctype}).status_code == 405
+    assert ro.get(f"/dicom-web/studies/{stored['st']}/metadata").status_code == 200
+
+
+def test_huge_limit_is_400(client: FlaskClient) -> None:
+    r = client.get("/dicom-web/instances?limit=99999999999999999999")
+    assert r.status_code == 400 and "limit" in r.get_json()["Message"]

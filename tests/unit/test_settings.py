@@ -202,7 +202,7 @@ def test_wrong_types_stop_loading_naming_file_and_key(
 
 @pytest.mark.parametrize(("section", "key"), [
     ("DicomWeb", "Enabled"),
-    ("DicomWeb", "StowMaxInstances"),  # removed from Orthanc in 1.0
+    ("DicomWeb", "StowMaxInstance"),  # misspelt
     ("Gunicorn", "Worker"),
 ])
 def test_unknown_keys_in_owned_sections_stop_loading(
