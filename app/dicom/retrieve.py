@@ -69,7 +69,9 @@ def metadata_json(index: Index, base: str, study: str, series: str | None = None
             raise NotFound("Accessing an inexistent " + ("instance" if sop else
                                                          "series" if series else "study"))
         return dicomjson.rebase("[" + ",".join(texts) + "]", base)
-    return json.dumps(_main_tags_metadata(index, study, series, mode, tuple(extrapolated)))
+    # Extrapolated values come from stored metadata: their BulkDataURIs are relative too.
+    answer = _main_tags_metadata(index, study, series, mode, tuple(extrapolated))
+    return dicomjson.rebase(dicomjson.json_dumps(answer), base)
 
 
 def _main_tags_metadata(index: Index, study: str, series: str | None, mode: str,

@@ -202,3 +202,23 @@ def test_read_only_refuses_writes(tmp_path, client, stored) -> None:  # type: ig
 def test_huge_limit_is_400(client: FlaskClient) -> None:
     r = client.get("/dicom-web/instances?limit=99999999999999999999")
     assert r.status_code == 400 and "limit" in r.get_json()["Message"]
+
+
+@pytest.mark.parametrize("mode", ["MainDicomTags", "Extrapolate"])
+def test_metadata_modes(tmp_path, mode) -> None:  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    tags = ["PixelData", "RescaleSlope"] if mode == "Extrapolate" else []
+    app = create_app(make_settings(tmp_path, DicomWeb={
+        "SeriesMetadata": mode, "SeriesMetadataExtrapolatedTags": tags}))
+    client = app.test_client()
+    st, se = uid(), uid()
+    assert post(client, [ct_bytes(st, se, number=2), ct_bytes(st, se, number=1)]).status_code == 200
+    meta = client.get(f"/dicom-web/studies/{st}/series/{se}/metadata").get_json()
+    assert [m["00200013"]["Value"][0] for m in meta] == [1, 2]
+    assert meta[0]["00100010"]["Value"][0]["Alphabetic"] == "DOE^JOHN"
+    if mode == "Extrapolate":
+        assert meta[0]["7FE00010"]["BulkDataURI"].startswith("http://localhost/dicom-web/")
+        assert meta[0]["00281053"]["Value"] == [1]
+    else:  # the indexed attributes: every attribute but bulk data
+        assert "7FE00010" not in meta[0] and meta[0]["00281053"]["Value"] == [1]
