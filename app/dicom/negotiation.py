@@ -209,6 +209,15 @@ def _by_preference(ranges: list[MediaRange]) -> list[MediaRange]:
     return sorted((r for r in ranges if r.q > 0), key=lambda r: -r.q)
 
 
+def _best(ranges: list[MediaRange], pick: Callable[[MediaRange], str | None]) -> str | None:
+    """``pick`` of the most preferred range it accepts (q order, then header order)."""
+    for media_range in _by_preference(ranges):
+        result = pick(media_range)
+        if result is not None:
+            return result
+    return None
+
+
 def _part_type(media_range: MediaRange) -> tuple[str | None, dict[str, str]]:
     """The ``type`` parameter of a multipart range and that type's own parameters."""
     raw = media_range.params.get("type")
@@ -311,10 +320,9 @@ def negotiate_metadata(accept: str | None) -> str:
     ranges = parse_accept(accept)
     if not ranges:
         return "json"
-    for media_range in _by_preference(ranges):
-        result = _metadata_format(media_range)
-        if result is not None:
-            return result
+    result = _best(ranges, _metadata_format)
+    if result is not None:
+        return result
     raise _not_acceptable(
         accept, 'application/dicom+json or multipart/related; type="application/dicom+xml"'
     )
@@ -343,13 +351,9 @@ def negotiate_search(accept: str | None) -> str:
         ranges = parse_accept(accept)
         if any(r.media_type == "text/html" for r in ranges):
             return "json"  # a browser navigating to a QIDO URL: JSON, as Orthanc answers
-        for media_range in _by_preference(ranges):
-            result = _search_format(media_range)
-            if result is not None:
-                return result
+        return _best(ranges, _search_format) or "json"
     except BadRequest:
-        pass
-    return "json"
+        return "json"
 
 
 # --------------------------------------------------------------------------- #
@@ -472,8 +476,7 @@ def negotiate_rendered(accept: str | None, query_accept: str | None = None) -> s
     ranges = parse_accept(source)
     if not ranges:
         return "image/jpeg"
-    for media_range in _by_preference(ranges):
-        result = _rendered_type(media_range)
-        if result is not None:
-            return result
+    result = _best(ranges, _rendered_type)
+    if result is not None:
+        return result
     raise _not_acceptable(source, "image/jpeg, image/png or image/gif")
