@@ -4,23 +4,24 @@ WAL journal, ``BEGIN IMMEDIATE`` for writes and a busy timeout let several gunic
 write at once. Connections are per thread, opened lazily and re-opened in a forked child
 (SQLite connections must not cross ``fork``).
 
-QIDO constraints on indexed columns become SQL (parameters only; column names come from
-the fixed tuples of :mod:`backends.base`). Any other attribute is matched by
-:func:`backends.matching.matches` on the level's stored DICOM JSON, called from SQL as the
-``dicom_match`` function, so that limit and offset always stay in SQL.
+Searches are SQL built by :mod:`backends.sqlite_query` (column constraints in SQL, other
+attributes matched in Python through the ``dicom_match`` SQL function).
+
+Adding an instance is one transaction: the study and series rows are only rewritten when
+their attributes changed (every instance of a series after the first leaves them alone),
+and parents are only pruned when an instance or series moved.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -29,24 +30,27 @@ from typing import Any
 from . import matching
 from .base import (
     COLUMNS,
-    Constraint,
     DicomJson,
     Index,
     InstanceRecord,
     Level,
-    Match,
     Query,
     Removed,
     SearchResult,
     StoredInstance,
 )
-
-_TABLE = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
-_ALIAS = {Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
-_DEPTH = {Level.STUDY: 0, Level.SERIES: 1, Level.INSTANCE: 2}
-_CHUNK = 500  # bound parameters per IN (...) list
-_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_TAG = re.compile(r"[0-9A-F]{8}")
+from .sqlite_query import (
+    FROM,
+    INSTANCE_ORDER,
+    TABLE,
+    chunks,
+    dicom_match,
+    dumps,
+    marks,
+    quote,
+    search_sql,
+    uid_filter,
+)
 
 # Tags of the computed attributes of PS3.18 §10.6.3.3 (table 10.6.3-3 and -4).
 _MODALITIES_IN_STUDY = "00080061"
@@ -54,53 +58,6 @@ _SOP_CLASSES_IN_STUDY = "00080062"
 _STUDY_RELATED_SERIES = "00201206"
 _STUDY_RELATED_INSTANCES = "00201208"
 _SERIES_RELATED_INSTANCES = "00201209"
-
-_FROM = {
-    Level.STUDY: "studies st",
-    Level.SERIES: "series se JOIN studies st ON st.pk = se.study_pk",
-    Level.INSTANCE: "instances i JOIN series se ON se.pk = i.series_pk"
-    " JOIN studies st ON st.pk = se.study_pk",
-}
-_ORDER = {
-    Level.STUDY: "st.pk",
-    Level.SERIES: "st.pk, se.pk",
-    Level.INSTANCE: "st.pk, se.pk, i.InstanceNumber NULLS LAST, i.pk",
-}
-# Parents' JSON is read once per distinct parent, with the computed attributes.
-_SELECT = {
-    Level.STUDY: "st.pk",
-    Level.SERIES: "st.pk, se.pk",
-    Level.INSTANCE: "st.pk, se.pk, i.attrs",
-}
-# Rows having a matching child: a semi-join on the children down to the deepest constrained
-# level (not correlated, so SQLite can start from an index of the child table).
-_DESCEND = {
-    (Level.STUDY, Level.SERIES): "st.pk IN (SELECT se.study_pk FROM series se WHERE",
-    (Level.STUDY, Level.INSTANCE): "st.pk IN (SELECT se.study_pk FROM series se"
-    " JOIN instances i ON i.series_pk = se.pk WHERE",
-    (Level.SERIES, Level.INSTANCE): "se.pk IN (SELECT i.series_pk FROM instances i WHERE",
-}
-_INSTANCE_ORDER = "se.pk, i.InstanceNumber NULLS LAST, i.SOPInstanceUID"
-
-
-def _q(name: str) -> str:
-    """Quote a column name; only names from the fixed column tuples ever get here."""
-    if not _IDENTIFIER.fullmatch(name):
-        raise ValueError(f"not a column name: {name!r}")
-    return f'"{name}"'
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start:start + _CHUNK]
-
-
-def _marks(items: Sized) -> str:
-    return ",".join("?" * len(items))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,14 +72,14 @@ def _column_ddl(keywords: Sequence[str]) -> str:
         for name in matching.column_names(keyword):
             affinity = "INTEGER" if name == keyword and vr in matching.INTEGER_VRS else "TEXT"
             unique = " NOT NULL UNIQUE" if keyword == keywords[0] else ""
-            parts.append(f"{_q(name)} {affinity}{unique}")
+            parts.append(f"{quote(name)} {affinity}{unique}")
     return ", ".join(parts)
 
 
 def _index(table: str, *columns: str, partial: bool = False) -> str:
     name = f"ix_{table}_{'_'.join(columns)}"
-    where = f" WHERE {_q(columns[0])} IS NOT NULL" if partial else ""
-    return f"CREATE INDEX {name} ON {table} ({', '.join(map(_q, columns))}){where}"
+    where = f" WHERE {quote(columns[0])} IS NOT NULL" if partial else ""
+    return f"CREATE INDEX {name} ON {table} ({', '.join(map(quote, columns))}){where}"
 
 
 # The indexed keywords of schema version 1, frozen: a migration never changes once released.
@@ -164,204 +121,6 @@ MIGRATIONS: list[list[str]] = [
         _index("instances", "storage_key"),
     ],
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# dicom_match(): Python matching of non-column attributes, called from SQL
-
-
-@lru_cache(maxsize=256)
-def _decode_spec(spec: str) -> tuple[Constraint, bool]:
-    kind, vr, values, combined = json.loads(spec)
-    return Constraint(Level.STUDY, "", "", vr, Match(kind), tuple(values)), combined
-
-
-def _element(text: Any) -> dict[str, Any] | None:
-    value = json.loads(text) if isinstance(text, str) else None
-    return value if isinstance(value, dict) else None
-
-
-def _dicom_match(element: Any, also: Any, spec: str, case_sensitive: int) -> int:
-    constraint, combined = _decode_spec(spec)
-    if combined:
-        return int(matching.matches_combined(
-            constraint, _element(element), _element(also), bool(case_sensitive)))
-    return int(matching.matches(constraint, _element(element), bool(case_sensitive)))
-
-
-def _json_path(tag: str) -> str:
-    if not _TAG.fullmatch(tag):
-        raise ValueError(f"not a tag: {tag!r}")
-    return f'$."{tag}"'
-
-
-# ---------------------------------------------------------------------------------------------
-# QIDO constraints -> SQL
-
-
-def _glob_literal(text: str) -> str:
-    """Escape GLOB metacharacters so that ``text`` matches itself."""
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
-
-
-def _glob_wildcard(pattern: str) -> str:
-    """A DICOM wildcard as a GLOB pattern: '*' and '?' kept, '[' and ']' literal."""
-    return "".join(f"[{c}]" if c in "[]" else c for c in pattern)
-
-
-def _operand(alias: str, column: str, also: str | None, also_default: str) -> str:
-    expr = f"{alias}.{_q(column)}"
-    if also is None:
-        return expr
-    # Combined date-time matching (PS3.4 C.2.2.2.5.1).
-    return f"({expr} || coalesce({alias}.{_q(also)}, '{also_default}'))"
-
-
-def _compare(alias: str, column: str, c: Constraint, folded: bool) -> tuple[str, list[Any]]:
-    """SQL comparing one column with a column constraint."""
-    vr = matching.COLUMN_TAGS[c.keyword][1]
-    if c.kind is Match.RANGE:  # C.2.2.2.5: '' is an open end
-        lo, hi = (matching.query_value("DT" if c.also else vr, v, False)
-                  for v in (list(c.values) + ["", ""])[:2])
-        terms, params = [], []
-        if lo:
-            terms.append(f"{_operand(alias, column, c.also, matching.DAY_END)} >= ?")
-            params.append(lo)
-        if hi:
-            terms.append(f"{_operand(alias, column, c.also, '')} <= ?")
-            params.append(hi)
-        return " AND ".join(terms) or f"{alias}.{_q(column)} IS NOT NULL", params
-    expr = _operand(alias, column, c.also, "")
-    values = [q for q in (matching.query_value(vr, v, folded) for v in c.values) if q]
-    if not values:
-        return "0", []
-    if c.kind is Match.WILDCARD:  # C.2.2.2.4
-        return " OR ".join([f"{expr} GLOB ?"] * len(values)), list(map(_glob_wildcard, values))
-    if len(values) == 1:  # C.2.2.2.1 single value
-        return f"{expr} = ?", values
-    return f"{expr} IN ({_marks(values)})", values  # C.2.2.2.2 list of values
-
-
-def _fuzzy_term(alias: str, columns: Sequence[str], c: Constraint) -> tuple[str, list[Any]]:
-    """Every query word is a prefix of some word of the name, in any of its groups."""
-    words = [w for v in c.values for w in matching.fuzzy_words(v)]
-    # ' ' + the name with '^' and the value delimiter as spaces: a word starts after a space.
-    spaced = [f"(' ' || replace(replace({alias}.{_q(col)}, '^', ' '), '\\', ' '))"
-              for col in columns]
-    any_group = "(" + " OR ".join(f"{text} GLOB ?" for text in spaced) + ")"
-    params = [f"* {_glob_literal(w)}*" for w in words for _ in columns]
-    return " AND ".join([any_group] * len(words)), params
-
-
-def _udf_term(alias: str, c: Constraint, case_sensitive: bool) -> tuple[str, list[Any]]:
-    """Non-column attribute: matched in Python on the level's DICOM JSON."""
-    also = "NULL"
-    params: list[Any] = [_json_path(c.tag)]
-    if c.also is not None:
-        also = f"json_extract({alias}.attrs, ?)"
-        params.append(_json_path(matching.tag_of(c.also)))
-    spec = _dumps([c.kind.value, c.vr, list(c.values), c.also is not None])
-    params += [spec, int(case_sensitive)]
-    return f"dicom_match(json_extract({alias}.attrs, ?), {also}, ?, ?)", params
-
-
-# Computed attributes (PS3.18 §10.6.3.3) as matching keys. ModalitiesInStudy and
-# SOPClassesInStudy match when any series / instance of the study matches (PS3.18
-# §10.6.1.2.1.1); the counts compare with a count of the children.
-_COMPUTED_ANY = {
-    "ModalitiesInStudy": (Level.SERIES, "cs", "st.pk IN (SELECT cs.study_pk FROM series cs"
-                          " WHERE "),
-    "SOPClassesInStudy": (Level.INSTANCE, "ci", "st.pk IN (SELECT cs.study_pk FROM series cs"
-                          " JOIN instances ci ON ci.series_pk = cs.pk WHERE "),
-}
-_CHILD_KEYWORD = {"ModalitiesInStudy": "Modality", "SOPClassesInStudy": "SOPClassUID"}
-_COMPUTED_COUNT = {
-    "NumberOfStudyRelatedSeries": "(SELECT count(*) FROM series cs WHERE cs.study_pk = st.pk)",
-    "NumberOfStudyRelatedInstances": "(SELECT count(*) FROM series cs JOIN instances ci"
-                                     " ON ci.series_pk = cs.pk WHERE cs.study_pk = st.pk)",
-    "NumberOfSeriesRelatedInstances": "(SELECT count(*) FROM instances ci"
-                                      " WHERE ci.series_pk = se.pk)",
-}
-
-
-def _computed_term(c: Constraint, case_sensitive: bool) -> tuple[str, list[Any]]:
-    if c.keyword in _COMPUTED_COUNT:
-        numbers = [int(v) for v in c.values if v.strip().isdigit()]
-        if c.kind not in (Match.SINGLE, Match.LIST) or not numbers:
-            return "0", []  # counts only match numbers exactly
-        return f"{_COMPUTED_COUNT[c.keyword]} IN ({_marks(numbers)})", numbers
-    level, alias, semi_join = _COMPUTED_ANY[c.keyword]
-    keyword = _CHILD_KEYWORD[c.keyword]
-    tag, vr = matching.COLUMN_TAGS[keyword]
-    child = Constraint(level, keyword, tag, vr, c.kind, c.values)
-    sql, params = _term(child, case_sensitive, alias)
-    return f"{semi_join}{sql})", params
-
-
-def _term(c: Constraint, case_sensitive: bool, alias: str | None = None) -> tuple[str, list[Any]]:
-    if c.keyword in _COMPUTED_ANY or c.keyword in _COMPUTED_COUNT:
-        return _computed_term(c, case_sensitive)
-    alias = alias or _ALIAS[c.level]
-    if not matching.is_column(c):
-        return _udf_term(alias, c, case_sensitive)
-    vr = matching.COLUMN_TAGS[c.keyword][1]
-    if c.kind is Match.FUZZY:
-        return _fuzzy_term(alias, matching.match_columns(c.keyword, matching.is_text(vr)), c)
-    fold = matching.is_text(vr) and not case_sensitive
-    sql: list[str] = []
-    params: list[Any] = []
-    for column in matching.match_columns(c.keyword, fold and c.kind is not Match.RANGE):
-        term, values = _compare(alias, column, c, fold)
-        sql.append(f"({term})")
-        params += values
-    return f"({' OR '.join(sql)})", params
-
-
-def _where(query: Query) -> tuple[str, list[Any]]:
-    """WHERE clause of a search: own and parent levels directly, children by a semi-join."""
-    own: list[tuple[str, list[Any]]] = []
-    below: list[tuple[str, list[Any]]] = []
-    deepest = query.level
-    for constraint in query.constraints:
-        if matching.is_universal(constraint):
-            continue
-        term = _term(constraint, query.case_sensitive)
-        if _DEPTH[constraint.level] <= _DEPTH[query.level]:
-            own.append(term)
-        else:  # a key of a lower level matches if any child matches (studies?Modality=CT)
-            below.append(term)
-            deepest = max(deepest, constraint.level, key=_DEPTH.__getitem__)
-    if below:
-        conditions = " AND ".join(sql for sql, _ in below)
-        semi_join = f"{_DESCEND[query.level, deepest]} {conditions})"
-        own.append((semi_join, [p for _, params in below for p in params]))
-    if not own:
-        return "", []
-    return " WHERE " + " AND ".join(sql for sql, _ in own), [p for _, ps in own for p in ps]
-
-
-def _search_sql(query: Query) -> tuple[str, list[Any]]:
-    if query.offset < 0 or (query.limit is not None and query.limit < 0):
-        raise ValueError("limit and offset must not be negative")
-    where, params = _where(query)
-    sql = f"SELECT {_SELECT[query.level]} FROM {_FROM[query.level]}{where}" \
-          f" ORDER BY {_ORDER[query.level]}"
-    if query.limit is not None or query.offset:
-        sql += " LIMIT ? OFFSET ?"
-        params += [-1 if query.limit is None else query.limit, query.offset]
-    return sql, params
-
-
-def _uid_filter(study_uid: str, series_uid: str | None, sop_uid: str | None) -> tuple[str, list]:
-    """WHERE over instances/series/studies: a child is only found under its own parents."""
-    terms, params = ["st.StudyInstanceUID = ?"], [study_uid]
-    if series_uid is not None:
-        terms.append("se.SeriesInstanceUID = ?")
-        params.append(series_uid)
-    if sop_uid is not None:
-        terms.append("i.SOPInstanceUID = ?")
-        params.append(sop_uid)
-    return " AND ".join(terms), params
 
 
 def _enable_wal(conn: sqlite3.Connection, deadline: float) -> None:
@@ -436,7 +195,7 @@ class SqliteIndex(Index):
             _enable_wal(conn, time.monotonic() + self._timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.create_function("dicom_match", 4, _dicom_match, deterministic=True)
+            conn.create_function("dicom_match", 4, dicom_match, deterministic=True)
             self._migrate(conn)
         except BaseException:
             conn.close()
@@ -500,25 +259,26 @@ class SqliteIndex(Index):
     def add_instance(self, record: InstanceRecord) -> str | None:
         sop_uid = record.uid(Level.INSTANCE)
         with self._transaction() as conn:
-            old_series = conn.execute(
-                "SELECT study_pk FROM series WHERE SeriesInstanceUID = ?",
-                (record.uid(Level.SERIES),)).fetchone()
             old = conn.execute(
                 "SELECT i.series_pk, i.storage_key, se.study_pk FROM instances i"
                 " JOIN series se ON se.pk = i.series_pk WHERE i.SOPInstanceUID = ?",
                 (sop_uid,)).fetchone()
-            study_pk = _upsert(conn, Level.STUDY, record.study, {
+            study_pk, _ = _refresh(conn, Level.STUDY, record.study, {
                 "study_key": record.study_key, "patient_key": record.patient_key})
-            series_pk = _upsert(conn, Level.SERIES, record.series, {
+            series_pk, series_before = _refresh(conn, Level.SERIES, record.series, {
                 "study_pk": study_pk, "series_key": record.series_key})
-            frames = _dumps([[list(part) for part in frame] for frame in record.frames])
+            frames = dumps([[list(part) for part in frame] for frame in record.frames])
             _upsert(conn, Level.INSTANCE, record.instance, {
                 "series_pk": series_pk, "instance_key": record.instance_key,
                 "metadata": record.metadata, "frames": frames, "size": record.size,
                 "transfer_syntax": record.transfer_syntax, "storage_key": record.storage_key})
-            # The new record wins: an instance or series stored under other parents moved.
-            _prune(conn, [old[0]] if old else [],
-                   [pk for pk in (old and old[2], old_series and old_series[0]) if pk])
+            # The new record wins: an instance or series stored under other parents moved,
+            # and may have left its former parents empty.
+            series_left = [old[0]] if old and old[0] != series_pk else []
+            studies_left = [pk for pk in (old and old[2], series_before and series_before[0])
+                            if pk and pk != study_pk]
+            if series_left or studies_left:
+                _prune(conn, series_left, studies_left)
         if old is None or old[1] == record.storage_key:
             return None
         return old[1]
@@ -526,14 +286,14 @@ class SqliteIndex(Index):
     def remove(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> Removed:
-        where, params = _uid_filter(study_uid, series_uid, sop_uid)
+        where, params = uid_filter(study_uid, series_uid, sop_uid)
         with self._transaction() as conn:
             rows = conn.execute(
-                f"SELECT i.pk, i.storage_key, se.pk, st.pk FROM {_FROM[Level.INSTANCE]}"
-                f" WHERE {where} ORDER BY {_INSTANCE_ORDER}", params).fetchall()
+                f"SELECT i.pk, i.storage_key, se.pk, st.pk FROM {FROM[Level.INSTANCE]}"
+                f" WHERE {where} ORDER BY {INSTANCE_ORDER}", params).fetchall()
             if sop_uid is not None:
-                for chunk in _chunks([row[0] for row in rows]):
-                    conn.execute(f"DELETE FROM instances WHERE pk IN ({_marks(chunk)})", chunk)
+                for chunk in chunks([row[0] for row in rows]):
+                    conn.execute(f"DELETE FROM instances WHERE pk IN ({marks(chunk)})", chunk)
             elif series_uid is not None:
                 conn.execute(
                     "DELETE FROM series WHERE SeriesInstanceUID = ? AND study_pk IN"
@@ -547,7 +307,7 @@ class SqliteIndex(Index):
     # -- reads -------------------------------------------------------------------------------
 
     def search(self, query: Query) -> list[SearchResult]:
-        sql, params = _search_sql(query)
+        sql, params = search_sql(query)
         with self._transaction("DEFERRED") as conn:
             rows = conn.execute(sql, params).fetchall()
             studies = _study_computed(conn, list(dict.fromkeys(row[0] for row in rows)))
@@ -559,7 +319,7 @@ class SqliteIndex(Index):
     def instances(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[StoredInstance]:
-        return self._stored(*_uid_filter(study_uid, series_uid, sop_uid))
+        return self._stored(*uid_filter(study_uid, series_uid, sop_uid))
 
     def find_instance(self, sop_uid: str) -> StoredInstance | None:
         found = self._stored("i.SOPInstanceUID = ?", [sop_uid])
@@ -569,7 +329,7 @@ class SqliteIndex(Index):
         rows = self._connection().execute(
             "SELECT st.StudyInstanceUID, se.SeriesInstanceUID, i.SOPInstanceUID, i.SOPClassUID,"
             " i.instance_key, i.transfer_syntax, i.storage_key, i.size, i.InstanceNumber,"
-            f" i.frames FROM {_FROM[Level.INSTANCE]} WHERE {where} ORDER BY {_INSTANCE_ORDER}",
+            f" i.frames FROM {FROM[Level.INSTANCE]} WHERE {where} ORDER BY {INSTANCE_ORDER}",
             params).fetchall()
         return [
             StoredInstance(study, series, sop, sop_class or "", key, syntax, storage, size,
@@ -581,10 +341,10 @@ class SqliteIndex(Index):
     def metadata(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[str]:
-        where, params = _uid_filter(study_uid, series_uid, sop_uid)
+        where, params = uid_filter(study_uid, series_uid, sop_uid)
         rows = self._connection().execute(
-            f"SELECT i.metadata FROM {_FROM[Level.INSTANCE]} WHERE {where}"
-            f" ORDER BY {_INSTANCE_ORDER}", params)
+            f"SELECT i.metadata FROM {FROM[Level.INSTANCE]} WHERE {where}"
+            f" ORDER BY {INSTANCE_ORDER}", params)
         return [text for (text,) in rows]
 
 
@@ -595,30 +355,54 @@ class SqliteIndex(Index):
 @lru_cache(maxsize=64)
 def _upsert_sql(level: Level, names: tuple[str, ...]) -> str:
     uid = COLUMNS[level][0]
-    updates = ", ".join(f"{_q(n)} = excluded.{_q(n)}" for n in names if n != uid)
-    return (f"INSERT INTO {_TABLE[level]} ({', '.join(map(_q, names))})"
-            f" VALUES ({_marks(names)}) ON CONFLICT ({_q(uid)}) DO UPDATE SET {updates}"
+    updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names if n != uid)
+    return (f"INSERT INTO {TABLE[level]} ({', '.join(map(quote, names))})"
+            f" VALUES ({marks(names)}) ON CONFLICT ({quote(uid)}) DO UPDATE SET {updates}"
             " RETURNING pk")
 
 
 def _upsert(conn: sqlite3.Connection, level: Level, attrs: DicomJson,
-            extra: dict[str, Any]) -> int:
-    """Insert or refresh one row keyed by its UID; the primary key (the order) is kept."""
-    row = {**extra, "attrs": _dumps(attrs), **matching.row_values(COLUMNS[level], attrs)}
+            extra: dict[str, Any], text: str | None = None) -> int:
+    """Insert or refresh one row keyed by its UID; the primary key (the order) is kept.
+    ``text``: ``attrs`` already serialised."""
+    row = {**extra, "attrs": dumps(attrs) if text is None else text,
+           **matching.row_values(COLUMNS[level], attrs)}
     if not row[COLUMNS[level][0]]:
         raise ValueError(f"{COLUMNS[level][0]} is missing")
     return conn.execute(_upsert_sql(level, tuple(row)), tuple(row.values())).fetchone()[0]
+
+
+@lru_cache(maxsize=64)
+def _current_sql(level: Level, names: tuple[str, ...]) -> str:
+    columns = ", ".join(map(quote, ("pk", "attrs", *names)))
+    return f"SELECT {columns} FROM {TABLE[level]} WHERE {quote(COLUMNS[level][0])} = ?"
+
+
+def _refresh(conn: sqlite3.Connection, level: Level, attrs: DicomJson,
+             extra: dict[str, Any]) -> tuple[int, tuple[Any, ...] | None]:
+    """:func:`_upsert` of a study or series row, skipped when the row already holds these
+    attributes and ``extra`` values (every instance of a series after the first): its
+    columns derive from them (a change in how they derive needs a migration rewriting
+    them anyway). Returns the pk and the row's former ``extra`` values (None if new)."""
+    text = dumps(attrs)
+    uid_column = COLUMNS[level][0]
+    uid = matching.row_values((uid_column,), attrs)[uid_column]
+    found = conn.execute(_current_sql(level, tuple(extra)), (uid,)).fetchone() if uid else None
+    before = tuple(found[2:]) if found else None
+    if found and found[1] == text and before == tuple(extra.values()):
+        return found[0], before
+    return _upsert(conn, level, attrs, extra, text), before
 
 
 def _prune(conn: sqlite3.Connection, series_pks: Iterable[int], study_pks: Iterable[int]) -> None:
     """Delete the given series left without instances, then the studies left without series."""
     series_pks = list(dict.fromkeys(series_pks))
     study_pks = list(dict.fromkeys(study_pks))
-    for chunk in _chunks(series_pks):
-        conn.execute(f"DELETE FROM series WHERE pk IN ({_marks(chunk)}) AND NOT EXISTS"
+    for chunk in chunks(series_pks):
+        conn.execute(f"DELETE FROM series WHERE pk IN ({marks(chunk)}) AND NOT EXISTS"
                      " (SELECT 1 FROM instances WHERE series_pk = series.pk)", chunk)
-    for chunk in _chunks(study_pks):
-        conn.execute(f"DELETE FROM studies WHERE pk IN ({_marks(chunk)}) AND NOT EXISTS"
+    for chunk in chunks(study_pks):
+        conn.execute(f"DELETE FROM studies WHERE pk IN ({marks(chunk)}) AND NOT EXISTS"
                      " (SELECT 1 FROM series WHERE study_pk = studies.pk)", chunk)
 
 
@@ -629,19 +413,19 @@ def _study_computed(conn: sqlite3.Connection, pks: list[int]) -> dict[int, Dicom
     instances: Counter[int] = Counter()
     modalities: defaultdict[int, set[str]] = defaultdict(set)
     classes: defaultdict[int, set[str]] = defaultdict(set)
-    for chunk in _chunks(pks):
-        marks = _marks(chunk)
-        for pk, text in conn.execute(f"SELECT pk, attrs FROM studies WHERE pk IN ({marks})",
+    for chunk in chunks(pks):
+        holders = marks(chunk)
+        for pk, text in conn.execute(f"SELECT pk, attrs FROM studies WHERE pk IN ({holders})",
                                      chunk):
             attrs[pk] = json.loads(text)
         for pk, modality, count in conn.execute(
                 "SELECT study_pk, Modality, count(*) FROM series"
-                f" WHERE study_pk IN ({marks}) GROUP BY study_pk, Modality", chunk):
+                f" WHERE study_pk IN ({holders}) GROUP BY study_pk, Modality", chunk):
             series[pk] += count
             modalities[pk].update(m for m in (modality or "").split("\\") if m)
         for pk, sop_class, count in conn.execute(
                 "SELECT se.study_pk, i.SOPClassUID, count(*) FROM instances i JOIN series se"
-                f" ON se.pk = i.series_pk WHERE se.study_pk IN ({marks})"
+                f" ON se.pk = i.series_pk WHERE se.study_pk IN ({holders})"
                 " GROUP BY se.study_pk, i.SOPClassUID", chunk):
             instances[pk] += count
             classes[pk].update([sop_class] if sop_class else [])
@@ -656,10 +440,10 @@ def _study_computed(conn: sqlite3.Connection, pks: list[int]) -> dict[int, Dicom
 def _series_computed(conn: sqlite3.Connection, pks: list[int]) -> dict[int, DicomJson]:
     """Stored series JSON plus NumberOfSeriesRelatedInstances (PS3.18 §10.6.3.3)."""
     attrs: dict[int, DicomJson] = {}
-    for chunk in _chunks(pks):
+    for chunk in chunks(pks):
         for pk, text, count in conn.execute(
                 "SELECT se.pk, se.attrs, (SELECT count(*) FROM instances i"
-                f" WHERE i.series_pk = se.pk) FROM series se WHERE se.pk IN ({_marks(chunk)})",
+                f" WHERE i.series_pk = se.pk) FROM series se WHERE se.pk IN ({marks(chunk)})",
                 chunk):
             attrs[pk] = json.loads(text)
             attrs[pk][_SERIES_RELATED_INSTANCES] = {"vr": "IS", "Value": [count]}

@@ -36,7 +36,7 @@ import math
 import re
 import struct
 import xml.etree.ElementTree as ET
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,9 @@ _KNOWN_VRS = frozenset(str(vr.value) for vr in VR) - AMBIGUOUS_VR
 
 
 @dataclass(frozen=True)
-class _Options:
+class JsonOptions:
+    """How binary values are written: ``prefix`` of BulkDataURIs (None: dropped), mode."""
+
     prefix: str | None
     mode: str
 
@@ -83,11 +85,11 @@ def dataset_to_json(
     """
     if binary_mode not in BINARY_MODES:
         raise ValueError(f"unknown binary mode {binary_mode!r}")
-    return _dataset(ds, "/bulk", _Options(bulk_prefix, binary_mode), skip)
+    return _dataset(ds, "/bulk", JsonOptions(bulk_prefix, binary_mode), skip)
 
 
 def _dataset(
-    ds: Dataset, path: str, opts: _Options, skip: Container[int] = ()
+    ds: Dataset, path: str, opts: JsonOptions, skip: Container[int] = ()
 ) -> DicomJson:
     out: DicomJson = {}
     top = path == "/bulk"
@@ -102,7 +104,7 @@ def _dataset(
 
 
 def _element(
-    ds: Dataset, tag: int, path: str, opts: _Options, top: bool
+    ds: Dataset, tag: int, path: str, opts: JsonOptions, top: bool
 ) -> dict[str, Any] | None:
     raw = ds.get_item(tag, keep_deferred=True)
     if isinstance(raw, RawDataElement) and raw.value is None and raw.length:
@@ -165,25 +167,43 @@ def _binary(
     vr: str,
     source: DataElement | RawDataElement,
     path: str,
-    opts: _Options,
+    opts: JsonOptions,
     top: bool,
 ) -> dict[str, Any] | None:
     """A binary element; ``source`` is its converted or raw (possibly deferred) form."""
+    deferred = isinstance(source, RawDataElement) and source.value is None
+    length = source.length if deferred else len(_value_bytes(source))
+
+    def read() -> bytes:
+        return _little_endian(ds, vr, _value_bytes(ds[tag] if deferred else source))
+
+    return binary_entry(tag, vr, length, read, path, opts, top)
+
+
+def binary_entry(
+    tag: int,
+    vr: str,
+    length: int,
+    read: Callable[[], bytes],
+    path: str,
+    opts: JsonOptions,
+    top: bool,
+) -> dict[str, Any] | None:
+    """DICOM JSON of a binary element of ``length`` bytes; ``read`` gives its value in
+    little endian and is only called for InlineBinary / ArrayOfValues (shared with
+    :mod:`app.dicom.rawjson`)."""
     is_pixels = top and tag in PIXEL_TAGS
     mode = "BulkDataURI" if vr == "UN" or is_pixels else opts.mode
     if mode == "Ignore" or (mode == "BulkDataURI" and opts.prefix is None):
         return None
-    deferred = isinstance(source, RawDataElement) and source.value is None
-    length = source.length if deferred else len(_value_bytes(source))
     if length == 0 and not (top and tag == PIXEL_DATA):
         return {"vr": vr}
     if mode == "BulkDataURI":
         return {"vr": vr, "BulkDataURI": f"{opts.prefix}{path}/{tag:08x}"}
     try:
-        value = _value_bytes(ds[tag] if deferred else source)
+        value = read()
     except Exception:  # a deferred value that cannot be read back
         return {"vr": vr}
-    value = _little_endian(ds, vr, value)
     if mode == "ArrayOfValues" and vr in _NUMBER_FORMAT:
         return {"vr": vr, "Value": _numbers(vr, value)}
     return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
@@ -208,15 +228,15 @@ def _numbers(vr: str, value: bytes) -> list[Any]:
     code = _NUMBER_FORMAT[vr]
     count = len(value) // struct.calcsize(code)
     numbers = struct.unpack(f"<{count}{code}", value[: count * struct.calcsize(code)])
-    return [_finite(n) for n in numbers]
+    return [finite(n) for n in numbers]
 
 
-def _finite(n: Any) -> Any:
+def finite(n: Any) -> Any:
     """JSON has no NaN or infinity (RFC 8259 §6): such numbers become null."""
     return None if isinstance(n, float) and not math.isfinite(n) else n
 
 
-def _sequence(elem: DataElement, path: str, opts: _Options) -> dict[str, Any]:
+def _sequence(elem: DataElement, path: str, opts: JsonOptions) -> dict[str, Any]:
     """SQ (PS3.18 F.2.3): items are nested objects; an empty sequence has no Value."""
     items = list(elem.value or ())
     if not items:
@@ -234,7 +254,7 @@ def _leaf(elem: DataElement, vr: str) -> dict[str, Any]:
         return _text_fallback(vr, elem.value)
     values = out.get("Value")
     if values and vr in _FLOAT_VRS:
-        out["Value"] = values = [_finite(v) for v in values]
+        out["Value"] = values = [finite(v) for v in values]
     if values and len(values) > 1 and vr != "PN":
         # PS3.18 F.2.5: an empty value among several is null ("\ISO 2022 IR 87").
         out["Value"] = [None if v == "" else v for v in values]
@@ -264,7 +284,7 @@ def _lenient(vr: str, value: Any) -> Any:
 
 
 def _raw_fallback(
-    ds: Dataset, tag: int, raw: Any, path: str, opts: _Options, top: bool
+    ds: Dataset, tag: int, raw: Any, path: str, opts: JsonOptions, top: bool
 ) -> dict[str, Any] | None:
     """An element pydicom could not convert: raw bytes if binary (or a broken SQ), else text."""
     vr = _raw_vr(ds, raw) if isinstance(raw, RawDataElement) else "UN"
@@ -294,13 +314,17 @@ def without_binary(obj: DicomJson) -> DicomJson:
 # --- text -----------------------------------------------------------------------------
 
 
+# One encoder for every call (json.dumps would build one each time; it keeps no state).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def json_dumps(obj: Any) -> str:
     """Compact JSON, non-ASCII kept: the one serialisation of stored metadata.
 
     With these separators every BulkDataURI is written ``"BulkDataURI":"<uri>"``,
     which :func:`rebase` relies on.
     """
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(obj)
 
 
 def rebase(text: str, base: str) -> str:

@@ -8,6 +8,7 @@ crash at any point leaves at worst an unreferenced blob, never a visible half.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -19,7 +20,7 @@ from backends.base import Index, InstanceRecord, Level, StorageArea
 
 log = logging.getLogger(__name__)
 
-SPOOL_IN_MEMORY = 8 << 20  # parts above this go to a temporary file
+SPOOL_IN_MEMORY = 8 << 20  # parts above this go to a temporary file (then mmapped)
 
 # Failure reasons, PS3.4 Annex GG.4-1 / PS3.18 §10.5.3.
 PROCESSING_FAILURE = 0x0110
@@ -111,22 +112,46 @@ def store_instances(
 
 
 class spool:  # noqa: N801 - used as a context manager, reads like a function
-    """Copy a part into a spooled temporary file (memory, then disk past 8 MiB)."""
+    """A part's bytes as a file: in memory up to 8 MiB, else in a temporary file.
+
+    In memory, the chunks are joined once into the bytes of an ``io.BytesIO``, which
+    shares them: ingest (``getvalue()``) and the storage write use them without a copy.
+    """
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self.chunks = chunks
-        self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        self.file: BinaryIO | None = None
 
     def __enter__(self) -> tuple[BinaryIO, int]:
+        try:
+            size = self._fill()
+        except BaseException:  # e.g. the client went away mid-part
+            self.__exit__()
+            raise
+        assert self.file is not None
+        self.file.seek(0)
+        return self.file, size
+
+    def _fill(self) -> int:
+        pending: list[bytes] = []
         size = 0
         for chunk in self.chunks:
-            self.file.write(chunk)
             size += len(chunk)
-        self.file.seek(0)
-        return self.file, size  # type: ignore[return-value]
+            if self.file is None and size > SPOOL_IN_MEMORY:
+                self.file = tempfile.TemporaryFile()  # already unlinked: gone when closed
+                self.file.writelines(pending)
+                pending = []
+            if self.file is None:
+                pending.append(chunk)
+            else:
+                self.file.write(chunk)
+        if self.file is None:
+            self.file = io.BytesIO(b"".join(pending))
+        return size
 
     def __exit__(self, *exc: object) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def store_one(

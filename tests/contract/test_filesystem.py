@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from backends import storage_fs
 from backends.storage_fs import FilesystemStorage
 from tests.contract.storage import FailingStream, StorageContract
 
@@ -34,3 +35,37 @@ class TestFilesystemStorage(StorageContract):
         (folder / f".tmp-{storage.new_key()}").write_bytes(b"half")  # a write in progress
         (folder / "notes.txt").write_bytes(b"?")
         assert list(storage.keys()) == [key]
+
+    def test_folders_made_when_opened(self, storage: FilesystemStorage,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        assert sorted(p.name for p in storage.root.iterdir()) == [f"{i:02x}" for i in range(256)]
+        synced: list[int] = []
+        monkeypatch.setattr(storage_fs.os, "fsync", synced.append)
+        storage.write(storage.new_key(), io.BytesIO(b"data"))
+        assert len(synced) == 2  # the file and its folder, nothing else
+
+    def test_removed_folder_made_again(self, storage: FilesystemStorage) -> None:
+        key = storage.new_key()
+        (storage.root / key[:2]).rmdir()
+        storage.write(key, io.BytesIO(b"data"))
+        assert storage.read_range(key, 0, 4) == b"data"
+
+    def test_in_memory_stream_written_from_its_position(self,
+                                                        storage: FilesystemStorage) -> None:
+        key, stream = storage.new_key(), io.BytesIO(b"headerbody")
+        stream.seek(6)
+        assert storage.write(key, stream) == 4
+        assert stream.read() == b""
+        assert storage.read_range(key, 0, 10) == b"body"
+
+    def test_stream_without_readinto(self, storage: FilesystemStorage) -> None:
+        class Reader:
+            def __init__(self) -> None:
+                self.parts = [b"ab", b"c"]
+
+            def read(self, size: int = -1) -> bytes:
+                return self.parts.pop(0) if self.parts else b""
+
+        key = storage.new_key()
+        assert storage.write(key, Reader()) == 3  # type: ignore[arg-type]
+        assert storage.read_range(key, 0, 3) == b"abc"

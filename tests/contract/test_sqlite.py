@@ -14,7 +14,7 @@ from backends import matching
 from backends.base import COLUMNS, Level, Query
 from backends.index_sqlite import MIGRATIONS, SqliteIndex
 from tests.contract.index import IndexContract, found
-from tests.contract.records import make_record, value
+from tests.contract.records import make_record, single, value
 
 WORKERS, PER_WORKER, SERIES = 4, 50, 5
 
@@ -97,3 +97,15 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS) + 1,))
     with pytest.raises(RuntimeError):
         SqliteIndex(path).search(Query(Level.STUDY))
+
+
+def test_unchanged_study_and_series_rows_are_not_rewritten(tmp_path: Path) -> None:
+    index = SqliteIndex(tmp_path / "index.sqlite")
+    index.add_instance(make_record("1.2", "1.2.1", "1.2.1.1"))
+    conn = index._connection()
+    before = conn.total_changes
+    index.add_instance(make_record("1.2", "1.2.1", "1.2.1.2"))
+    assert conn.total_changes - before == 1  # the new instance row only
+    index.add_instance(make_record("1.2", "1.2.1", "1.2.1.3", Modality="MR"))
+    assert found(index, Level.SERIES, single("Modality", "MR")) == ["1.2.1"]
+    index.close()
