@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from app.dicom.ingest import IngestError, build_record
+from app.errors import BadRequest
 from backends.base import Index, InstanceRecord, Level, StorageArea
 
 log = logging.getLogger(__name__)
@@ -95,20 +96,37 @@ def store_instances(
     study_uid: str | None = None,
     binary_mode: str = "BulkDataURI",
 ) -> StowOutcome:
-    """Store every part of a STOW-RS request; ``study_uid`` comes from the URL, if any."""
+    """Store every part of a STOW-RS request; ``study_uid`` comes from the URL, if any.
+
+    A body that breaks off (bad framing, truncated upload) after some parts were
+    stored still gets a Store Instances answer: the stored parts are listed and the
+    broken remainder counts as one failure (202), so the client knows what landed.
+    Before anything was processed, the framing error itself is raised (400).
+    """
     outcome = StowOutcome(base_url=base_url)
-    for part in parts:
-        if "application/dicom" not in part.headers.get("content-type", "application/dicom"):
-            # Later parts of another type fail alone (the blueprint answers 415 if the first
-            # one is wrong, before anything is stored).
-            for _ in part.iter_chunks():
-                pass
-            outcome.failed.append((None, None, CANNOT_UNDERSTAND))
-            continue
-        with spool(part.iter_chunks()) as (f, size):
-            store_one(f, size, outcome, storage=storage, index=index,
-                      study_uid=study_uid, binary_mode=binary_mode)
+    try:
+        for part in parts:
+            _store_part(part, outcome, storage=storage, index=index, study_uid=study_uid,
+                        binary_mode=binary_mode)
+    except BadRequest as exc:
+        if not (outcome.stored or outcome.failed):
+            raise
+        log.warning("STOW body broke off after %d stored part(s): %s",
+                    len(outcome.stored), exc.message)
+        outcome.failed.append((None, None, CANNOT_UNDERSTAND))
     return outcome
+
+
+def _store_part(part: Part, outcome: StowOutcome, **options: Any) -> None:
+    if "application/dicom" not in part.headers.get("content-type", "application/dicom"):
+        # Later parts of another type fail alone (the blueprint answers 415 if the first
+        # one is wrong, before anything is stored).
+        for _ in part.iter_chunks():
+            pass
+        outcome.failed.append((None, None, CANNOT_UNDERSTAND))
+        return
+    with spool(part.iter_chunks()) as (f, size):
+        store_one(f, size, outcome, **options)
 
 
 class spool:  # noqa: N801 - used as a context manager, reads like a function

@@ -122,3 +122,21 @@ def test_bad_study_uid_in_path_is_400(client: FlaskClient) -> None:
     r = post(client, [ct_bytes(uid(), uid())], path="/dicom-web/studies/..%2Fetc")
     assert r.status_code in (400, 404)
     assert r.is_json
+
+
+def test_truncated_body_after_a_stored_part_reports_what_landed(client: FlaskClient) -> None:
+    st, se = uid(), uid()
+    body, ctype = stow_body([ct_bytes(st, se), ct_bytes(st, se)])
+    cut = body[: body.index(b"--XXbound4ryXX", 20) + 200]  # part 2 broken off mid-way
+    r = client.post("/dicom-web/studies", data=cut, headers={"Content-Type": ctype})
+    assert r.status_code == 202
+    answer = r.get_json()
+    assert len(answer[REFERENCED]["Value"]) == 1
+    assert answer[FAILED]["Value"] == [{"00081197": {"vr": "US", "Value": [0xC000]}}]
+    assert len(client.get(f"/dicom-web/studies/{st}/instances").get_json()) == 1
+
+
+def test_truncated_body_before_any_part_is_400(client: FlaskClient) -> None:
+    body, ctype = stow_body([ct_bytes(uid(), uid())])
+    r = client.post("/dicom-web/studies", data=body[:100], headers={"Content-Type": ctype})
+    assert r.status_code == 400 and r.is_json
