@@ -120,6 +120,13 @@ MIGRATIONS: list[list[str]] = [
         _index("instances", "series_pk", "InstanceNumber"),
         _index("instances", "storage_key"),
     ],
+    [
+        # Covering indexes for the computed attributes of QIDO (counts, ModalitiesInStudy,
+        # SOPClassesInStudy): grouped queries read the index only, never the wide rows
+        # that carry the metadata JSON.
+        _index("instances", "series_pk", "SOPClassUID"),
+        _index("series", "study_pk", "Modality"),
+    ],
 ]
 
 
