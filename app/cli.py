@@ -24,7 +24,7 @@ def gunicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, 
     port = args.port if args.port is not None else settings.HttpPort
     return {
         "bind": f"{host}:{port}",
-        "workers": args.workers or settings.Gunicorn.Workers,
+        "workers": args.workers or settings.Gunicorn.workers,
         # Threads let one worker stream a study while it answers QIDO; a server that
         # lists itself as a remote needs that concurrency too.
         "worker_class": "gthread",

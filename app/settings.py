@@ -135,8 +135,8 @@ class DicomWebSchema(_Strict):
 class GunicornSchema(_Strict):
     """Our own section: how ``dicomweb-server`` runs gunicorn."""
 
-    Workers = _Integer(load_default=2, validate=validate.Range(min=1))
-    Threads = _Integer(load_default=4, validate=validate.Range(min=1))
+    Workers = _Integer(load_default=0, validate=validate.Range(min=0))  # 0: 2 per CPU core
+    Threads = _Integer(load_default=2, validate=validate.Range(min=1))
     Timeout = _Integer(load_default=300, validate=validate.Range(min=1))
 
 
@@ -207,8 +207,14 @@ class DicomWeb:
 
 @dataclass(frozen=True)
 class Gunicorn:
-    Workers: int = 2
-    Threads: int = 4
+    Workers: int = 0
+    Threads: int = 2
+
+    @property
+    def workers(self) -> int:
+        """``Workers``, or 2 per CPU core when 0: each worker holds the GIL for one
+        request's DICOM parsing, so a CPU-bound STOW load needs more processes than cores."""
+        return self.Workers or 2 * (os.cpu_count() or 1)
     Timeout: int = 300
 
 

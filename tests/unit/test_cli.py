@@ -39,8 +39,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, Any]]:
 def test_defaults_bind_loopback_on_8042() -> None:
     opts = options()
     assert opts["bind"] == "127.0.0.1:8042"
-    assert opts["workers"] == 2
-    assert opts["threads"] == 4
+    assert opts["workers"] == 2 * (os.cpu_count() or 1)
+    assert opts["threads"] == 2
     assert opts["timeout"] == 300
     assert opts["worker_class"] == "gthread"
     assert opts["accesslog"] is None

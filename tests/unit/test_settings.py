@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def test_example_loads() -> None:
     assert isinstance(settings, Settings)
     assert settings.source == str(EXAMPLE)
     assert settings.DicomWeb.root == "/dicom-web/"
-    assert settings.Gunicorn.Workers >= 1
+    assert settings.Gunicorn.workers >= 1
 
 
 def test_example_documents_every_top_level_key() -> None:
@@ -301,7 +302,8 @@ def test_defaults_with_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.DicomWeb.StudiesMetadata == settings.DicomWeb.SeriesMetadata == "Full"
     assert settings.DicomWeb.OtherBinaryMode == "BulkDataURI"
     assert (settings.Gunicorn.Workers, settings.Gunicorn.Threads,
-            settings.Gunicorn.Timeout) == (2, 4, 300)
+            settings.Gunicorn.Timeout) == (0, 2, 300)
+    assert settings.Gunicorn.workers == 2 * (os.cpu_count() or 1)
 
 
 def test_empty_environment_variable_means_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
