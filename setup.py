@@ -21,6 +21,8 @@ setup(
         "numpy>=1.26",
         "requests>=2.31",
         "marshmallow>=3.20",
+        "psycopg[binary]>=3.1",
+        "psycopg-pool>=3.2",
     ],
     extras_require={
         "test": [
@@ -29,6 +31,7 @@ setup(
             "dicomweb-client>=0.59",
             "psutil>=5.9",
             "ruff>=0.5",
+            "moto[server]>=5.0",
         ],
     },
     entry_points={"console_scripts": ["dicomweb-server=app.cli:main"]},

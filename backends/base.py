@@ -169,6 +169,14 @@ class Removed:
     instances: int
 
 
+class BackendUnavailable(Exception):  # noqa: N818 - reads as the condition it reports
+    """A backend service (S3, PostgreSQL) cannot be reached or keeps failing.
+
+    Raised after the backend's own retries; the application answers 503 with the reason.
+    Never raised for a missing blob or row (those are ``FileNotFoundError`` / empty results).
+    """
+
+
 class StorageArea(ABC):
     """Blobs under opaque keys. Keys come from :meth:`new_key`, never from client input."""
 
