@@ -8,12 +8,12 @@ import logging
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from app.errors import DicomWebError
+from app.errors import DicomWebError, ServiceUnavailable
 from app.http import CollapseSlashes
 from app.services import EXTENSION, Services
 from app.settings import Settings, load_settings
 from backends import filesystem_storage, sqlite_index
-from backends.base import Index, StorageArea
+from backends.base import BackendUnavailable, Index, StorageArea
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,41 @@ def create_app(
     app.json.sort_keys = False  # DICOM JSON keeps tag order
     app.extensions[EXTENSION] = Services(
         settings=settings,
-        storage=storage or filesystem_storage(settings.storage_path),
-        index=index or sqlite_index(settings.index_path),
+        storage=storage or build_storage(settings),
+        index=index or build_index(settings),
     )
     _register_blueprints(app, settings)
     _register_error_handlers(app)
     app.wsgi_app = CollapseSlashes(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def build_storage(settings: Settings) -> StorageArea:
+    """S3 when an ``AwsS3Storage`` section is present (Orthanc's S3 plugin), else files."""
+    s3 = settings.AwsS3Storage
+    if s3 is None:
+        return filesystem_storage(settings.storage_path)
+    from backends import s3_storage
+
+    return s3_storage(
+        bucket=s3.BucketName, region=s3.Region, access_key=s3.AccessKey,
+        secret_key=s3.SecretKey, endpoint=s3.Endpoint or None,
+        virtual_addressing=s3.VirtualAddressing, connection_timeout=s3.ConnectionTimeout,
+        request_timeout=s3.RequestTimeout, root_path=s3.RootPath,
+        create_bucket=s3.CreateBucket,
+    )
+
+
+def build_index(settings: Settings) -> Index:
+    """PostgreSQL when ``PostgreSQL.EnableIndex`` (Orthanc's plugin), else SQLite."""
+    pg = settings.PostgreSQL
+    if pg is None or not pg.EnableIndex:
+        return sqlite_index(settings.index_path)
+    from backends import postgres_dsn, postgres_index
+
+    dsn = pg.ConnectionUri or postgres_dsn(pg.Host, pg.Port, pg.Database, pg.Username,
+                                           pg.Password)
+    return postgres_index(dsn, max_size=pg.IndexConnectionsCount)
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
@@ -68,6 +96,14 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DicomWebError)
     def _dicomweb_error(exc: DicomWebError) -> Response:
         return error_response(exc.status, exc.body(request.method, request.path), exc.headers)
+
+    @app.errorhandler(BackendUnavailable)
+    def _backend_down(exc: BackendUnavailable) -> Response:
+        # The reason names the service, never its address or credentials.
+        log.error("backend unavailable on %s %s: %s", request.method, request.path, exc)
+        err = ServiceUnavailable(f"Storage or index temporarily unavailable: {exc}")
+        return error_response(503, err.body(request.method, request.path),
+                              {"Retry-After": "5"})
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -140,6 +140,52 @@ class GunicornSchema(_Strict):
     Timeout = _Integer(load_default=300, validate=validate.Range(min=1))
 
 
+class AwsS3StorageSchema(_Strict):
+    """Orthanc's S3 object-storage plugin section; present = blobs go to S3."""
+
+    BucketName = fields.String(required=True)
+    Region = fields.String(load_default=None, allow_none=True)
+    AccessKey = fields.String(load_default=None, allow_none=True)
+    SecretKey = fields.String(load_default=None, allow_none=True)
+    Endpoint = fields.String(load_default=None, allow_none=True)
+    VirtualAddressing = _Boolean(load_default=True)
+    ConnectionTimeout = _Integer(load_default=30, validate=validate.Range(min=1))
+    RequestTimeout = _Integer(load_default=1200, validate=validate.Range(min=1))
+    RootPath = fields.String(load_default="")
+    CreateBucket = _Boolean(load_default=False)  # ours: create the bucket at start-up
+    # Orthanc plugin keys accepted and ignored here (docs/conformance.md).
+    StorageStructure = fields.String(load_default="flat")
+    MigrationFromFileSystemEnabled = _Boolean(load_default=False)
+    EnableAwsSdkLogs = _Boolean(load_default=False)
+    StorageEncryption = fields.Raw(load_default=None, allow_none=True)
+    HybridMode = fields.String(load_default="Disabled")
+    UseTransferManager = _Boolean(load_default=False)
+    TransferPoolSize = _Integer(load_default=10)
+    TransferBufferSize = _Integer(load_default=5)
+
+
+class PostgreSQLSchema(_Strict):
+    """Orthanc's PostgreSQL plugin section; ``EnableIndex`` = the index lives in PostgreSQL."""
+
+    EnableIndex = _Boolean(load_default=False)
+    EnableStorage = _Boolean(load_default=False)
+    Host = fields.String(load_default="localhost")
+    Port = _Integer(load_default=5432, validate=validate.Range(min=1, max=65535))
+    Database = fields.String(load_default="orthanc")
+    Username = fields.String(load_default="orthanc")
+    Password = fields.String(load_default="")
+    ConnectionUri = fields.String(load_default=None, allow_none=True)
+    IndexConnectionsCount = _Integer(load_default=10, validate=validate.Range(min=1))
+    # Orthanc plugin keys accepted and ignored here (docs/conformance.md).
+    EnableSsl = _Boolean(load_default=False)
+    Lock = _Boolean(load_default=True)
+    MaximumConnectionRetries = _Integer(load_default=10)
+    ConnectionRetryInterval = _Integer(load_default=5)
+    TransactionMode = fields.String(load_default="SERIALIZABLE")
+    EnableVerboseLogs = _Boolean(load_default=False)
+    HousekeepingInterval = _Integer(load_default=1)
+
+
 class SettingsSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -155,11 +201,17 @@ class SettingsSchema(Schema):
     ReadOnly = _Boolean(load_default=False)
     DicomWeb = fields.Nested(DicomWebSchema, load_default=lambda: DicomWebSchema().load({}))
     Gunicorn = fields.Nested(GunicornSchema, load_default=lambda: GunicornSchema().load({}))
+    AwsS3Storage = fields.Nested(AwsS3StorageSchema, load_default=None, allow_none=True)
+    PostgreSQL = fields.Nested(PostgreSQLSchema, load_default=None, allow_none=True)
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> Settings:
         data["DicomWeb"] = DicomWeb(**data["DicomWeb"])
         data["Gunicorn"] = Gunicorn(**data["Gunicorn"])
+        if data["AwsS3Storage"] is not None:
+            data["AwsS3Storage"] = AwsS3Storage(**data["AwsS3Storage"])
+        if data["PostgreSQL"] is not None:
+            data["PostgreSQL"] = PostgreSQL(**data["PostgreSQL"])
         return Settings(**data)
 
 
@@ -219,6 +271,48 @@ class Gunicorn:
 
 
 @dataclass(frozen=True)
+class AwsS3Storage:
+    BucketName: str
+    Region: str | None = None
+    AccessKey: str | None = None
+    SecretKey: str | None = None
+    Endpoint: str | None = None
+    VirtualAddressing: bool = True
+    ConnectionTimeout: int = 30
+    RequestTimeout: int = 1200
+    RootPath: str = ""
+    CreateBucket: bool = False
+    StorageStructure: str = "flat"
+    MigrationFromFileSystemEnabled: bool = False
+    EnableAwsSdkLogs: bool = False
+    StorageEncryption: Any = None
+    HybridMode: str = "Disabled"
+    UseTransferManager: bool = False
+    TransferPoolSize: int = 10
+    TransferBufferSize: int = 5
+
+
+@dataclass(frozen=True)
+class PostgreSQL:
+    EnableIndex: bool = False
+    EnableStorage: bool = False
+    Host: str = "localhost"
+    Port: int = 5432
+    Database: str = "orthanc"
+    Username: str = "orthanc"
+    Password: str = ""
+    ConnectionUri: str | None = None
+    IndexConnectionsCount: int = 10
+    EnableSsl: bool = False
+    Lock: bool = True
+    MaximumConnectionRetries: int = 10
+    ConnectionRetryInterval: int = 5
+    TransactionMode: str = "SERIALIZABLE"
+    EnableVerboseLogs: bool = False
+    HousekeepingInterval: int = 1
+
+
+@dataclass(frozen=True)
 class Settings:
     Name: str = "DICOMweb"
     HttpPort: int = 8042
@@ -231,6 +325,8 @@ class Settings:
     ReadOnly: bool = False
     DicomWeb: DicomWeb = field(default_factory=DicomWeb)
     Gunicorn: Gunicorn = field(default_factory=Gunicorn)
+    AwsS3Storage: AwsS3Storage | None = None
+    PostgreSQL: PostgreSQL | None = None
     source: str = "<defaults>"
 
     @property

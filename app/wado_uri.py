@@ -6,6 +6,7 @@ from flask import Blueprint, Response, request
 
 from app.dicom.identifiers import check_uid
 from app.dicom.render import render
+from app.dicom.retrieve import primed
 from app.dicom.transcode import can_transcode, transcode
 from app.errors import BadRequest, NotAcceptable, NotFound
 from app.services import services
@@ -73,7 +74,8 @@ def _dicom(storage: StorageArea, inst: StoredInstance, syntax: str | None) -> Re
     if not can_transcode(inst.transfer_syntax, target):
         raise NotAcceptable(f"Cannot convert the instance to transfer syntax {target}")
     if target in ("*", inst.transfer_syntax):
-        return Response(storage.iter_chunks(inst.storage_key), content_type="application/dicom",
+        return Response(primed(storage.iter_chunks(inst.storage_key)),
+                        content_type="application/dicom",
                         headers={"Content-Length": str(inst.size)}, direct_passthrough=True)
     with storage.open(inst.storage_key) as f:
         return Response(transcode(f, target), content_type="application/dicom")

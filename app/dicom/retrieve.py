@@ -6,6 +6,7 @@ the part generators returned afterwards only move bytes.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -38,10 +39,15 @@ def dicom_parts(storage: StorageArea, instances: list[StoredInstance],
                 f"Instance {inst.sop_uid} is stored as {inst.transfer_syntax} and cannot be "
                 f"converted to {target}; ask for transfer-syntax=* to get it as stored")
     if all(target in ("*", inst.transfer_syntax) for inst in instances):
-        # As stored: sizes are known, bodies stay lazy (a blob is opened when reached).
-        return [({"Content-Type": f"application/dicom; transfer-syntax={inst.transfer_syntax}",
-                  "Content-Length": str(inst.size)}, storage.iter_chunks(inst.storage_key))
-                for inst in instances]
+        # As stored: sizes are known, bodies stay lazy (a blob is opened when reached),
+        # except the first, read now so that an unreachable storage is a 503, not a
+        # response cut after its headers.
+        parts: list[tuple[dict[str, str], Iterable[bytes]]] = [
+            ({"Content-Type": f"application/dicom; transfer-syntax={inst.transfer_syntax}",
+              "Content-Length": str(inst.size)}, storage.iter_chunks(inst.storage_key))
+            for inst in instances]
+        parts[0] = (parts[0][0], primed(parts[0][1]))
+        return parts
     return _dicom_part_stream(storage, instances, target)
 
 
@@ -57,6 +63,13 @@ def _dicom_part_stream(storage: StorageArea, instances: list[StoredInstance],
                 data = transcode(f, target)
             yield ({"Content-Type": f"application/dicom; transfer-syntax={target}",
                     "Content-Length": str(len(data))}, [data])
+
+
+def primed(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Pull the first chunk now (errors surface before the response starts), then stream."""
+    iterator = iter(chunks)
+    first = next(iterator, b"")
+    return itertools.chain((first,), iterator)
 
 
 def metadata_json(index: Index, base: str, study: str, series: str | None = None,

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Protocol
 
 from app.dicom.ingest import IngestError, build_record
 from app.errors import BadRequest
-from backends.base import Index, InstanceRecord, Level, StorageArea
+from backends.base import BackendUnavailable, Index, InstanceRecord, Level, StorageArea
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,12 @@ def store_one(
 
 
 def _persist(f: BinaryIO, record: InstanceRecord, storage: StorageArea, index: Index) -> int:
-    """Blob first, then the index, then the replaced blob: nothing half-visible."""
+    """Blob first, then the index, then the replaced blob: nothing half-visible.
+
+    An unreachable backend (``BackendUnavailable``) is not a per-instance failure: it
+    propagates and the whole request answers 503, the blob of this part removed first
+    when the index was the one that failed.
+    """
     f.seek(0)
     try:
         storage.write(record.storage_key, f)
@@ -213,10 +218,21 @@ def _persist(f: BinaryIO, record: InstanceRecord, storage: StorageArea, index: I
         return OUT_OF_RESOURCES if exc.errno == errno.ENOSPC else PROCESSING_FAILURE
     try:
         replaced = index.add_instance(record)
+    except BackendUnavailable:
+        _delete_quietly(storage, record.storage_key)
+        raise
     except Exception:
         log.exception("indexing %s failed", record.uid(Level.INSTANCE))
-        storage.delete(record.storage_key)
+        _delete_quietly(storage, record.storage_key)
         return PROCESSING_FAILURE
     if replaced and replaced != record.storage_key:
-        storage.delete(replaced)
+        _delete_quietly(storage, replaced)
     return 0
+
+
+def _delete_quietly(storage: StorageArea, key: str) -> None:
+    """Remove a blob no row refers to; if that fails too, a consistency sweep finds it."""
+    try:
+        storage.delete(key)
+    except (OSError, BackendUnavailable) as exc:
+        log.warning("could not delete unreferenced blob %s: %s", key, exc)
