@@ -6,7 +6,7 @@ Only request/response plumbing lives here; DICOM decisions stay in ``app.dicom``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flask import Response, request, stream_with_context
@@ -89,11 +89,6 @@ def multipart_response(
         if length is not None:
             response.content_length = length
     return response
-
-
-def lazy(make: Callable[[], Iterable[bytes]]) -> Iterator[bytes]:
-    """Defer opening a blob until the response generator reaches it."""
-    yield from make()
 
 
 class CollapseSlashes:
