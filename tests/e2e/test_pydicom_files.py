@@ -19,8 +19,8 @@ import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 
+from tests.dicom_compare import ALL_FILES, assert_same, unparseable
 from tests.e2e.server import Server
-from tests.unit.test_dicomjson import ALL_FILES, _assert_same, _unparseable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -92,8 +92,8 @@ def test_bundled_file_end_to_end(server: Server, path: Path) -> None:
             bulk[uri] = bytes(value)
         return bulk[uri]
 
-    skip = _unparseable(meta)
+    skip = unparseable(meta)
     back = pydicom.Dataset.from_json(json.dumps({k: v for k, v in meta.items()
                                                  if k not in skip}), fetch)
     full = pydicom.dcmread(path, force=True)
-    _assert_same(back, full, path.name, skip)
+    assert_same(back, full, path.name, skip)

@@ -21,58 +21,11 @@ from app.dicom.dicomjson import (
     rebase,
     without_binary,
 )
+from tests.dicom_compare import ALL_FILES, CHARSET_FILES, DATA, assert_round_trip
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on invalid values
 
-DATA = Path(pydicom.data.__file__).parent
-TEST_FILES = sorted((DATA / "test_files").glob("*.dcm"))
-CHARSET_FILES = sorted((DATA / "charset_files").glob("*.dcm"))
-ALL_FILES = TEST_FILES + CHARSET_FILES
 NS = "{http://dicom.nema.org/PS3.19/models/NativeDICOM}"
-
-
-# --- round-trip helpers (also used by test_ingest) ------------------------------------
-
-
-def resolve_bulk(full: Dataset, uri: str) -> Any:
-    """Value of the element a BulkDataURI names, navigating pydicom's own reading."""
-    path = uri.split("/bulk/", 1)[1].split("/")
-    node = full
-    for tag, index in zip(path[:-1:2], path[1::2], strict=True):
-        node = node[int(tag, 16)].value[int(index) - 1]
-    return node[int(path[-1], 16)].value
-
-
-def _unparseable(obj: dict[str, Any]) -> set[str]:
-    """Top-level numbers kept as text by the fallback (pydicom's from_json rejects them)."""
-    return {key for key, entry in obj.items() if entry["vr"] in ("IS", "DS")
-            and any(isinstance(v, str) for v in entry.get("Value", ()))}
-
-
-def _tags(ds: Dataset) -> set[int]:
-    return {int(t) for t in ds.keys() if t >> 16 != 2 and t & 0xFFFF}
-
-
-def _assert_same(back: Dataset, full: Dataset, where: str, skip: set[str]) -> None:
-    skipped = {int(k, 16) for k in skip}
-    assert _tags(back) == _tags(full) - skipped, where
-    for tag in sorted(_tags(full) - skipped):
-        mine, theirs = back[tag], full[tag]
-        if theirs.VR == "SQ":
-            assert mine.VR == "SQ" and len(mine.value) == len(theirs.value), f"{where}/{tag:08x}"
-            for i, (a, b) in enumerate(zip(mine.value, theirs.value, strict=True), 1):
-                _assert_same(a, b, f"{where}/{tag:08x}/{i}", set())
-        else:
-            assert mine == theirs, f"{where}/{tag:08x}: {mine!r} != {theirs!r}"
-
-
-def assert_round_trip(obj: dict[str, Any], path: Path) -> None:
-    """DICOM JSON → Dataset.from_json equals pydicom's reading, element by element."""
-    full = pydicom.dcmread(path, force=True)
-    skip = _unparseable(obj)
-    text = json_dumps({k: v for k, v in obj.items() if k not in skip})
-    back = Dataset.from_json(json.loads(text), lambda tag, vr, uri: resolve_bulk(full, uri))
-    _assert_same(back, full, "", skip)
 
 
 def _json_of(path: Path, **kwargs: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from app.dicom.ingest import (
     read_instance,
 )
 from backends.base import InstanceRecord, Level
-from tests.unit.test_dicomjson import ALL_FILES, DATA, assert_round_trip
+from tests.dicom_compare import ALL_FILES, DATA, assert_round_trip
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on invalid values
 

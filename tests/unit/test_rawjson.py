@@ -29,7 +29,7 @@ from app.dicom.ingest import (
 )
 from backends.base import InstanceRecord
 from tests.api.data import ct_bytes, uid
-from tests.unit.test_dicomjson import ALL_FILES
+from tests.dicom_compare import ALL_FILES
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on invalid values
 
