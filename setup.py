@@ -16,7 +16,7 @@ setup(
         "pylibjpeg-openjpeg>=2.3",
         "pylibjpeg-rle>=2.0",
         "pyjpegls>=1.4",
-        "boto3>=1.34",
+        "boto3>=1.36",
         "pillow>=10",
         "numpy>=1.26",
         "requests>=2.31",

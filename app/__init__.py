@@ -55,7 +55,7 @@ def build_storage(settings: Settings) -> StorageArea:
         secret_key=s3.SecretKey, endpoint=s3.Endpoint or None,
         virtual_addressing=s3.VirtualAddressing, connection_timeout=s3.ConnectionTimeout,
         request_timeout=s3.RequestTimeout, root_path=s3.RootPath,
-        create_bucket=s3.CreateBucket,
+        create_bucket=s3.CreateBucket, max_attempts=s3.MaxAttempts,
     )
 
 
@@ -68,7 +68,8 @@ def build_index(settings: Settings) -> Index:
 
     dsn = pg.ConnectionUri or postgres_dsn(pg.Host, pg.Port, pg.Database, pg.Username,
                                            pg.Password)
-    return postgres_index(dsn, max_size=pg.IndexConnectionsCount)
+    # A pool that cannot connect within 10 s answers 503 rather than holding the request.
+    return postgres_index(dsn, max_size=pg.IndexConnectionsCount, timeout=10)
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:

@@ -1,6 +1,8 @@
-"""``dicomweb-server``: serve the application with gunicorn.
+"""``dicomweb-server``: serve the application with gunicorn, or migrate a deployment.
 
-    dicomweb-server [--config FILE] [--workers N] [--threads N] [--port N]
+    dicomweb-server [serve] [--config FILE] [--workers N] [--threads N] [--port N]
+    dicomweb-server migrate --from OLD_CONFIG --to NEW_CONFIG [--delete-source] [--batch N]
+                            [--jobs N]
 
 With no configuration the data lives under ``./data`` (filesystem storage and
 SQLite index) and the server answers at http://localhost:8042/dicom-web/.
@@ -15,7 +17,10 @@ import sys
 from typing import Any
 
 from app.errors import ConfigurationError
+from app.migrate import Deployment, Progress, same_index
+from app.migrate import migrate as run_migration
 from app.settings import CONFIG_ENV, Settings, load_settings
+from backends.base import BackendUnavailable
 
 
 def gunicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
@@ -61,18 +66,100 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dicomweb-server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help=f"Orthanc-style JSON file (default: ${CONFIG_ENV})")
-    parser.add_argument("--workers", type=int, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, help="threads per worker")
-    parser.add_argument("--port", type=int, help="HTTP port (default: HttpPort, 8042)")
-    parser.add_argument("--access-log", action="store_true", help="log every request")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve"])
-    return parser.parse_args(argv)
+    _serve_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate}")
+    # Options may also follow ``serve``; SUPPRESS keeps the subparser from resetting the
+    # ones given before it to their defaults.
+    _serve_options(commands.add_parser("serve", help="run the server (the default)"),
+                   suppress=True)
+    _migrate_options(commands.add_parser(
+        "migrate", help="copy every instance from one deployment to another",
+        description=MIGRATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args(argv)
+    args.command = args.command or "serve"
+    return args
+
+
+def _serve_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", default=default,
+                        help=f"Orthanc-style JSON file (default: ${CONFIG_ENV})")
+    parser.add_argument("--workers", type=int, default=default,
+                        help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=default, help="threads per worker")
+    parser.add_argument("--port", type=int, default=default,
+                        help="HTTP port (default: HttpPort, 8042)")
+    parser.add_argument("--access-log", action="store_true",
+                        default=argparse.SUPPRESS if suppress else False,
+                        help="log every request")
+
+
+MIGRATE_HELP = """\
+Copy every instance of the deployment OLD_CONFIG describes into the one NEW_CONFIG
+describes (e.g. filesystem + SQLite -> S3 + PostgreSQL), re-ingesting each file as STOW
+does. Instances already in the target are skipped: run it again to resume. Exit status:
+0 all copied, 1 some instance failed or a backend became unreachable, 2 bad configuration.
+"""
+
+
+def _migrate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="source", required=True, metavar="OLD_CONFIG",
+                        help="configuration of the deployment to copy from")
+    parser.add_argument("--to", dest="target", required=True, metavar="NEW_CONFIG",
+                        help="configuration of the deployment to copy to")
+    parser.add_argument("--delete-source", action="store_true",
+                        help="remove each instance from the old deployment once copied")
+    parser.add_argument("--batch", type=_positive, default=100, metavar="N",
+                        help="studies listed per index query (default: 100)")
+    parser.add_argument("--jobs", type=_positive, default=4, metavar="N",
+                        help="instances copied at once (default: 4)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """``dicomweb-server migrate``: build both deployments, copy, report on stderr."""
+    try:
+        old, new = load_settings(args.source), load_settings(args.target)
+        if same_index(old, new):
+            raise ConfigurationError("--from and --to use the same index")
+        source, target = deployment(old), deployment(new)
+    except (ConfigurationError, ValueError) as exc:
+        print(f"dicomweb-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except BackendUnavailable as exc:  # e.g. CreateBucket with S3 unreachable
+        print(f"dicomweb-server: {exc}", file=sys.stderr)
+        return 1
+    progress = Progress()
+    try:
+        summary = run_migration(source, target, delete_source=args.delete_source,
+                                batch=args.batch, jobs=args.jobs, progress=progress)
+    finally:
+        source.index.close()
+        target.index.close()
+    progress.finish(summary)
+    print(summary.report(), file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def deployment(settings: Settings) -> Deployment:
+    from app import build_index, build_storage
+
+    return Deployment(storage=build_storage(settings), index=build_index(settings),
+                      binary_mode=settings.DicomWeb.OtherBinaryMode)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "migrate":
+        logging.getLogger().setLevel(logging.WARNING)  # the progress bar says the rest
+        return migrate(args)
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     try:

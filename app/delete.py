@@ -13,6 +13,7 @@ from flask import Blueprint, Response, json
 from app.dicom.identifiers import check_uid
 from app.errors import NotFound
 from app.services import services
+from backends.base import BackendUnavailable
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("delete", __name__)
@@ -31,7 +32,8 @@ def _delete(study: str, series: str | None = None, sop: str | None = None) -> Re
     for key in removed.storage_keys:
         try:
             svc.storage.delete(key)
-        except OSError:  # the index no longer refers to it; a sweep can collect it
+        except (OSError, BackendUnavailable):
+            # The index no longer refers to it (the DELETE is done); a sweep can collect it.
             log.exception("could not delete blob %s", key)
     return Response(json.dumps({"RemovedInstances": removed.instances}),
                     content_type="application/json")

@@ -153,6 +153,8 @@ class AwsS3StorageSchema(_Strict):
     RequestTimeout = _Integer(load_default=1200, validate=validate.Range(min=1))
     RootPath = fields.String(load_default="")
     CreateBucket = _Boolean(load_default=False)  # ours: create the bucket at start-up
+    # Ours: attempts per S3 request (the first included) before answering 503.
+    MaxAttempts = _Integer(load_default=5, validate=validate.Range(min=1))
     # Orthanc plugin keys accepted and ignored here (docs/conformance.md).
     StorageStructure = fields.String(load_default="flat")
     MigrationFromFileSystemEnabled = _Boolean(load_default=False)
@@ -282,6 +284,7 @@ class AwsS3Storage:
     RequestTimeout: int = 1200
     RootPath: str = ""
     CreateBucket: bool = False
+    MaxAttempts: int = 5
     StorageStructure: str = "flat"
     MigrationFromFileSystemEnabled: bool = False
     EnableAwsSdkLogs: bool = False

@@ -4,6 +4,7 @@ the filesystem never imports boto3 and one on SQLite never imports psycopg."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from backends.base import Index, StorageArea
 
@@ -20,3 +21,31 @@ def sqlite_index(directory: str | Path) -> Index:
 
     Path(directory).mkdir(parents=True, exist_ok=True)
     return SqliteIndex(Path(directory) / "index.sqlite")
+
+
+def s3_storage(**options: object) -> StorageArea:
+    """Amazon S3 or an S3-compatible service; ``options`` are those of ``S3Storage``."""
+    from backends.storage_s3 import S3Storage
+
+    return S3Storage(**options)  # type: ignore[arg-type]
+
+
+def postgres_index(dsn: str, **options: Any) -> Index:
+    """The shared index: a PostgreSQL database (libpq conninfo or URI; see :func:`postgres_dsn`).
+
+    Nothing connects before first use; the schema is migrated then."""
+    from backends.index_postgres import PostgresIndex
+
+    return PostgresIndex(dsn, **options)
+
+
+def postgres_dsn(host: str, port: int | str | None, database: str, username: str | None,
+                 password: str | None) -> str:
+    """A libpq conninfo string from separate settings, every value quoted as libpq requires
+    (spaces, quotes and backslashes in a password are safe). Empty values are left out, so
+    that libpq defaults (and ``PGPASSWORD`` / ``.pgpass``) apply."""
+    from psycopg.conninfo import make_conninfo
+
+    params = {"host": host, "port": port, "dbname": database, "user": username,
+              "password": password}
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v not in (None, "")})

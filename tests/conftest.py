@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.settings import Settings, parse_settings
+from tests.s3server import MotoServer
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -51,3 +52,18 @@ def stow_body(files: list[bytes], boundary: str = "XXbound4ryXX",
         for f in files
     ) + f"--{boundary}--\r\n".encode()
     return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoServer]:
+    """moto's S3 server on a loopback port for the session (``.endpoint``, ``.stop()``,
+    ``.start()``: a restart keeps the port but forgets every bucket). Fails, never skips,
+    when the server cannot start: CI requires the S3 tests to run."""
+    server = MotoServer()
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        pytest.fail(f"cannot start the moto S3 server: {exc}")
+    yield server
+    server.stop()
+    server.log.unlink(missing_ok=True)

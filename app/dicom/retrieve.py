@@ -39,16 +39,12 @@ def dicom_parts(storage: StorageArea, instances: list[StoredInstance],
                 f"Instance {inst.sop_uid} is stored as {inst.transfer_syntax} and cannot be "
                 f"converted to {target}; ask for transfer-syntax=* to get it as stored")
     if all(target in ("*", inst.transfer_syntax) for inst in instances):
-        # As stored: sizes are known, bodies stay lazy (a blob is opened when reached),
-        # except the first, read now so that an unreachable storage is a 503, not a
-        # response cut after its headers.
-        parts: list[tuple[dict[str, str], Iterable[bytes]]] = [
+        # As stored: sizes are known, bodies stay lazy (a blob is opened when reached).
+        return primed_parts([
             ({"Content-Type": f"application/dicom; transfer-syntax={inst.transfer_syntax}",
               "Content-Length": str(inst.size)}, storage.iter_chunks(inst.storage_key))
-            for inst in instances]
-        parts[0] = (parts[0][0], primed(parts[0][1]))
-        return parts
-    return _dicom_part_stream(storage, instances, target)
+            for inst in instances])
+    return primed_parts(_dicom_part_stream(storage, instances, target))
 
 
 def _dicom_part_stream(storage: StorageArea, instances: list[StoredInstance],
@@ -70,6 +66,22 @@ def primed(chunks: Iterable[bytes]) -> Iterator[bytes]:
     iterator = iter(chunks)
     first = next(iterator, b"")
     return itertools.chain((first,), iterator)
+
+
+def primed_parts(parts: PartStream) -> PartStream:
+    """The first part's first chunk read now, the rest left lazy: an unreachable storage
+    is a 503 before the response starts, not an answer cut after its headers. A list
+    stays a list (its known lengths give the response a Content-Length)."""
+    if isinstance(parts, list):
+        if parts:
+            head, body = parts[0]
+            parts[0] = (head, primed(body))
+        return parts
+    iterator = iter(parts)
+    first = next(iterator, None)
+    if first is None:
+        return iterator
+    return itertools.chain(((first[0], primed(first[1])),), iterator)
 
 
 def metadata_json(index: Index, base: str, study: str, series: str | None = None,
@@ -156,12 +168,14 @@ def frame_parts(storage: StorageArea, inst: StoredInstance, numbers: list[int],
 
 def _frame_stream(storage: StorageArea, inst: StoredInstance, numbers: list[int],
                   part_type: str, location: str) -> PartStream:
-    """Lazy parts with known lengths: each frame is read when the response reaches it."""
-    return [({"Content-Type": part_type,
-              "Content-Length": str(sum(length for _, length in inst.frames[n - 1])),
-              "Content-Location": f"{location}/frames/{n}"},
-             _read_ranges(storage, inst.storage_key, inst.frames[n - 1]))
-            for n in numbers]
+    """Lazy parts with known lengths: each frame is read when the response reaches it
+    (the first one now, see :func:`primed_parts`)."""
+    return primed_parts([
+        ({"Content-Type": part_type,
+          "Content-Length": str(sum(length for _, length in inst.frames[n - 1])),
+          "Content-Location": f"{location}/frames/{n}"},
+         _read_ranges(storage, inst.storage_key, inst.frames[n - 1]))
+        for n in numbers])
 
 
 def _read_ranges(storage: StorageArea, key: str,

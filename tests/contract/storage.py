@@ -45,6 +45,26 @@ class StorageContract:
         with storage.open(key) as f:
             assert f.read() == BLOB
 
+    def test_open_is_seekable(self, storage: StorageArea) -> None:
+        """render, transcode and bulk data read opened blobs with pydicom: seek and tell."""
+        key, mib = storage.new_key(), 1 << 20
+        storage.write(key, io.BytesIO(BLOB))
+        with storage.open(key) as f:
+            assert f.read(10) == BLOB[:10]
+            assert f.tell() == 10
+            f.seek(2 * mib)
+            assert f.read(100) == BLOB[2 * mib:2 * mib + 100]
+            f.seek(5)
+            assert f.read(5) == BLOB[5:10]
+            f.seek(2, io.SEEK_CUR)
+            assert f.read(3) == BLOB[12:15]
+            f.seek(-5, io.SEEK_END)
+            assert f.read() == BLOB[-5:]
+            f.seek(len(BLOB) + 10)
+            assert f.read(1) == b""
+            f.seek(0)
+            assert f.read() == BLOB
+
     def test_empty_blob(self, storage: StorageArea) -> None:
         key = storage.new_key()
         assert storage.write(key, io.BytesIO(b"")) == 0

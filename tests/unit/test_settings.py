@@ -13,8 +13,10 @@ import pytest
 from app.errors import ConfigurationError
 from app.settings import (
     CONFIG_ENV,
+    AwsS3StorageSchema,
     DicomWebSchema,
     GunicornSchema,
+    PostgreSQLSchema,
     Settings,
     SettingsSchema,
     load_settings,
@@ -23,6 +25,9 @@ from app.settings import (
 )
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "settings.example.json"
+S3_PG_EXAMPLE = EXAMPLE.with_name("settings.s3-postgresql.example.json")
+# Sections that move the data off the machine; documented in S3_PG_EXAMPLE.
+SHARED_BACKENDS = {"AwsS3Storage", "PostgreSQL"}
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "orthanc.json") -> Path:
@@ -118,8 +123,8 @@ def test_urls_in_a_file_survive_comment_stripping(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def example_data() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(strip_comments(EXAMPLE.read_text(encoding="utf-8")))
+def example_data(path: Path = EXAMPLE) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(strip_comments(path.read_text(encoding="utf-8")))
     return data
 
 
@@ -132,7 +137,8 @@ def test_example_loads() -> None:
 
 
 def test_example_documents_every_top_level_key() -> None:
-    assert set(example_data()) == set(SettingsSchema().fields)
+    """All but the S3 and PostgreSQL sections: the example runs on files + SQLite."""
+    assert set(example_data()) == set(SettingsSchema().fields) - SHARED_BACKENDS
 
 
 def test_example_documents_every_dicomweb_key() -> None:
@@ -162,6 +168,54 @@ def test_example_values_behave_as_the_defaults(monkeypatch: pytest.MonkeyPatch) 
     no_file = load_settings()
     assert (example.storage_path, example.index_path) == (no_file.storage_path,
                                                           no_file.index_path)
+
+
+# --------------------------------------------------------------------------- #
+# settings.s3-postgresql.example.json documents both sections, key by key
+# --------------------------------------------------------------------------- #
+
+
+def test_s3_postgresql_example_loads_both_sections() -> None:
+    settings = load_settings(S3_PG_EXAMPLE)
+    assert settings.AwsS3Storage is not None and settings.PostgreSQL is not None
+    assert settings.AwsS3Storage.BucketName == "dicomweb-example"
+    assert settings.AwsS3Storage.AccessKey is None  # boto3's credential chain
+    assert settings.PostgreSQL.EnableIndex
+    assert settings.remote_access
+
+
+def test_s3_postgresql_example_documents_every_key() -> None:
+    data = example_data(S3_PG_EXAMPLE)
+    assert SHARED_BACKENDS <= set(data)
+    assert set(data["AwsS3Storage"]) == set(AwsS3StorageSchema().fields)
+    assert set(data["PostgreSQL"]) == set(PostgreSQLSchema().fields)
+
+
+def test_s3_postgresql_example_shows_the_defaults() -> None:
+    """Every key but the ones a deployment must choose shows its default value."""
+    example = load_settings(S3_PG_EXAMPLE)
+    chosen = {"BucketName", "Region", "Host", "Database", "Username"}
+    s3_defaults = AwsS3StorageSchema().load({"BucketName": "b"})
+    pg_defaults = PostgreSQLSchema().load({})
+    for key in set(s3_defaults) - chosen:
+        assert getattr(example.AwsS3Storage, key) == s3_defaults[key], key
+    for key in set(pg_defaults) - chosen - {"EnableIndex"}:
+        assert getattr(example.PostgreSQL, key) == pg_defaults[key], key
+
+
+def test_s3_postgresql_example_selects_s3_and_postgresql() -> None:
+    """create_app's wiring picks both shared backends for this file (neither connects
+    before its first use, so nothing is reached here)."""
+    from app import build_index, build_storage
+    from backends.index_postgres import PostgresIndex
+    from backends.storage_s3 import S3Storage
+
+    settings = load_settings(S3_PG_EXAMPLE)
+    storage, index = build_storage(settings), build_index(settings)
+    assert isinstance(storage, S3Storage) and isinstance(index, PostgresIndex)
+    assert (storage.bucket, storage.region, storage.endpoint) == ("dicomweb-example",
+                                                                  "eu-west-1", None)
+    index.close()
 
 
 # --------------------------------------------------------------------------- #
