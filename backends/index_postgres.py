@@ -48,9 +48,7 @@ from .base import (
     StoredInstance,
 )
 from .postgres_query import (
-    FROM,
     INSTANCE_ORDER,
-    TABLE,
     Plan,
     clean,
     migrate,
@@ -59,15 +57,21 @@ from .postgres_query import (
     uid_filter,
     with_parents,
 )
+from .sql_schema import (
+    FROM,
+    MODALITIES_IN_STUDY,
+    SERIES_RELATED_INSTANCES,
+    SOP_CLASSES_IN_STUDY,
+    STUDY_RELATED_INSTANCES,
+    STUDY_RELATED_SERIES,
+    TABLE,
+    multi,
+    search_result,
+)
 from .sqlite_query import dumps, quote
 
 T = TypeVar("T")
 
-_MODALITIES_IN_STUDY = "00080061"  # computed attributes, PS3.18 §10.6.3.3
-_SOP_CLASSES_IN_STUDY = "00080062"
-_STUDY_RELATED_SERIES = "00201206"
-_STUDY_RELATED_INSTANCES = "00201208"
-_SERIES_RELATED_INSTANCES = "00201209"
 
 _ATTEMPTS = 5  # tries of a transaction (deadlock, serialization failure, broken connection)
 _BATCH = 500  # rows per round trip when streaming rows to filter in Python
@@ -456,7 +460,7 @@ def _search(conn: psycopg.Connection, query: Query, plan: Plan) -> list[SearchRe
     series: dict[int, DicomJson] = {}
     if query.level is not Level.STUDY:
         series = _series_computed(conn, list(dict.fromkeys(row[1] for row in rows)))
-    return [_result(query.level, row, studies, series) for row in rows]
+    return [search_result(query.level, row, studies, series) for row in rows]
 
 
 def _study_computed(conn: psycopg.Connection, pks: list[int]) -> dict[int, DicomJson]:
@@ -484,10 +488,10 @@ def _study_computed(conn: psycopg.Connection, pks: list[int]) -> dict[int, Dicom
         instances[pk] += count
         classes[pk].update([sop_class] if sop_class else [])
     for pk, study in attrs.items():
-        study[_MODALITIES_IN_STUDY] = _multi("CS", sorted(modalities[pk]))
-        study[_SOP_CLASSES_IN_STUDY] = _multi("UI", sorted(classes[pk]))
-        study[_STUDY_RELATED_SERIES] = {"vr": "IS", "Value": [series[pk]]}
-        study[_STUDY_RELATED_INSTANCES] = {"vr": "IS", "Value": [instances[pk]]}
+        study[MODALITIES_IN_STUDY] = multi("CS", sorted(modalities[pk]))
+        study[SOP_CLASSES_IN_STUDY] = multi("UI", sorted(classes[pk]))
+        study[STUDY_RELATED_SERIES] = {"vr": "IS", "Value": [series[pk]]}
+        study[STUDY_RELATED_INSTANCES] = {"vr": "IS", "Value": [instances[pk]]}
     return attrs
 
 
@@ -498,20 +502,5 @@ def _series_computed(conn: psycopg.Connection, pks: list[int]) -> dict[int, Dico
             "SELECT se.pk, se.attrs, (SELECT count(*) FROM instances i"
             " WHERE i.series_pk = se.pk) FROM series se WHERE se.pk = ANY(%s)", (pks,)):
         attrs[pk] = json.loads(text)
-        attrs[pk][_SERIES_RELATED_INSTANCES] = {"vr": "IS", "Value": [count]}
+        attrs[pk][SERIES_RELATED_INSTANCES] = {"vr": "IS", "Value": [count]}
     return attrs
-
-
-def _multi(vr: str, values: list[str]) -> dict[str, Any]:
-    return {"vr": vr, "Value": values} if values else {"vr": vr}
-
-
-def _result(level: Level, row: Sequence[Any], studies: dict[int, DicomJson],
-            series: dict[int, DicomJson]) -> SearchResult:
-    """One match; each result gets its own copies of the shared parent JSON."""
-    study = dict(studies[row[0]])
-    if level is Level.STUDY:
-        return SearchResult(study)
-    if level is Level.SERIES:
-        return SearchResult(study, dict(series[row[1]]))
-    return SearchResult(study, dict(series[row[1]]), json.loads(row[2]))

@@ -39,10 +39,22 @@ from .base import (
     SearchResult,
     StoredInstance,
 )
-from .sqlite_query import (
+from .sql_schema import (
     FROM,
-    INSTANCE_ORDER,
+    MODALITIES_IN_STUDY,
+    SERIES_RELATED_INSTANCES,
+    SOP_CLASSES_IN_STUDY,
+    STUDY_RELATED_INSTANCES,
+    STUDY_RELATED_SERIES,
     TABLE,
+    V1_INDEXES,
+    V1_KEYWORDS,
+    V2_INDEXES,
+    multi,
+    search_result,
+)
+from .sqlite_query import (
+    INSTANCE_ORDER,
     chunks,
     dicom_match,
     dumps,
@@ -51,14 +63,6 @@ from .sqlite_query import (
     search_sql,
     uid_filter,
 )
-
-# Tags of the computed attributes of PS3.18 §10.6.3.3 (table 10.6.3-3 and -4).
-_MODALITIES_IN_STUDY = "00080061"
-_SOP_CLASSES_IN_STUDY = "00080062"
-_STUDY_RELATED_SERIES = "00201206"
-_STUDY_RELATED_INSTANCES = "00201208"
-_SERIES_RELATED_INSTANCES = "00201209"
-
 
 # ---------------------------------------------------------------------------------------------
 # Schema: versioned migrations, each a list of statements applied in one transaction
@@ -82,51 +86,22 @@ def _index(table: str, *columns: str, partial: bool = False) -> str:
     return f"CREATE INDEX {name} ON {table} ({', '.join(map(quote, columns))}){where}"
 
 
-# The indexed keywords of schema version 1, frozen: a migration never changes once released.
-# A keyword added to backends.base later needs a new migration (ALTER TABLE ... ADD COLUMN and
-# a backfill from ``attrs``); a test compares the tables with the current column tuples.
-_V1_KEYWORDS = {
-    Level.STUDY: ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber",
-                  "ReferringPhysicianName", "StudyID", "StudyDescription", "PatientName",
-                  "PatientID", "PatientBirthDate", "PatientSex"),
-    Level.SERIES: ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
-                   "SeriesDate", "SeriesTime", "BodyPartExamined",
-                   "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"),
-    Level.INSTANCE: ("SOPInstanceUID", "SOPClassUID", "InstanceNumber", "Rows", "Columns",
-                     "BitsAllocated", "NumberOfFrames", "ContentDate", "ContentTime"),
-}
-
 MIGRATIONS: list[list[str]] = [
     [
         "CREATE TABLE studies (pk INTEGER PRIMARY KEY, study_key TEXT NOT NULL,"
         " patient_key TEXT NOT NULL, attrs TEXT NOT NULL, "
-        f"{_column_ddl(_V1_KEYWORDS[Level.STUDY])})",
+        f"{_column_ddl(V1_KEYWORDS[Level.STUDY])})",
         "CREATE TABLE series (pk INTEGER PRIMARY KEY, study_pk INTEGER NOT NULL"
         " REFERENCES studies (pk) ON DELETE CASCADE, series_key TEXT NOT NULL,"
-        f" attrs TEXT NOT NULL, {_column_ddl(_V1_KEYWORDS[Level.SERIES])})",
+        f" attrs TEXT NOT NULL, {_column_ddl(V1_KEYWORDS[Level.SERIES])})",
         "CREATE TABLE instances (pk INTEGER PRIMARY KEY, series_pk INTEGER NOT NULL"
         " REFERENCES series (pk) ON DELETE CASCADE, instance_key TEXT NOT NULL,"
         " attrs TEXT NOT NULL, metadata TEXT NOT NULL, frames TEXT NOT NULL,"
         " transfer_syntax TEXT NOT NULL, storage_key TEXT NOT NULL, size INTEGER NOT NULL,"
-        f" {_column_ddl(_V1_KEYWORDS[Level.INSTANCE])})",
-        _index("studies", "PatientName_folded"),
-        _index("studies", "PatientName_ideographic_folded", partial=True),
-        _index("studies", "PatientName_phonetic_folded", partial=True),
-        _index("studies", "PatientID_folded"),
-        _index("studies", "StudyDate"),
-        _index("studies", "AccessionNumber_folded"),
-        _index("series", "study_pk"),
-        _index("series", "Modality_folded"),
-        _index("instances", "series_pk", "InstanceNumber"),
-        _index("instances", "storage_key"),
+        f" {_column_ddl(V1_KEYWORDS[Level.INSTANCE])})",
+        *(_index(table, *columns, partial=partial) for table, columns, partial in V1_INDEXES),
     ],
-    [
-        # Covering indexes for the computed attributes of QIDO (counts, ModalitiesInStudy,
-        # SOPClassesInStudy): grouped queries read the index only, never the wide rows
-        # that carry the metadata JSON.
-        _index("instances", "series_pk", "SOPClassUID"),
-        _index("series", "study_pk", "Modality"),
-    ],
+    [_index(table, *columns, partial=partial) for table, columns, partial in V2_INDEXES],
 ]
 
 
@@ -321,7 +296,7 @@ class SqliteIndex(Index):
             series: dict[int, DicomJson] = {}
             if query.level is not Level.STUDY:
                 series = _series_computed(conn, list(dict.fromkeys(row[1] for row in rows)))
-        return [_result(query.level, row, studies, series) for row in rows]
+        return [search_result(query.level, row, studies, series) for row in rows]
 
     def instances(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
@@ -437,10 +412,10 @@ def _study_computed(conn: sqlite3.Connection, pks: list[int]) -> dict[int, Dicom
             instances[pk] += count
             classes[pk].update([sop_class] if sop_class else [])
     for pk, study in attrs.items():
-        study[_MODALITIES_IN_STUDY] = _multi("CS", sorted(modalities[pk]))
-        study[_SOP_CLASSES_IN_STUDY] = _multi("UI", sorted(classes[pk]))
-        study[_STUDY_RELATED_SERIES] = {"vr": "IS", "Value": [series[pk]]}
-        study[_STUDY_RELATED_INSTANCES] = {"vr": "IS", "Value": [instances[pk]]}
+        study[MODALITIES_IN_STUDY] = multi("CS", sorted(modalities[pk]))
+        study[SOP_CLASSES_IN_STUDY] = multi("UI", sorted(classes[pk]))
+        study[STUDY_RELATED_SERIES] = {"vr": "IS", "Value": [series[pk]]}
+        study[STUDY_RELATED_INSTANCES] = {"vr": "IS", "Value": [instances[pk]]}
     return attrs
 
 
@@ -453,20 +428,5 @@ def _series_computed(conn: sqlite3.Connection, pks: list[int]) -> dict[int, Dico
                 f" WHERE i.series_pk = se.pk) FROM series se WHERE se.pk IN ({marks(chunk)})",
                 chunk):
             attrs[pk] = json.loads(text)
-            attrs[pk][_SERIES_RELATED_INSTANCES] = {"vr": "IS", "Value": [count]}
+            attrs[pk][SERIES_RELATED_INSTANCES] = {"vr": "IS", "Value": [count]}
     return attrs
-
-
-def _multi(vr: str, values: list[str]) -> dict[str, Any]:
-    return {"vr": vr, "Value": values} if values else {"vr": vr}
-
-
-def _result(level: Level, row: Sequence[Any], studies: dict[int, DicomJson],
-            series: dict[int, DicomJson]) -> SearchResult:
-    """One match; each result gets its own copies of the shared parent JSON."""
-    study = dict(studies[row[0]])
-    if level is Level.STUDY:
-        return SearchResult(study)
-    if level is Level.SERIES:
-        return SearchResult(study, dict(series[row[1]]))
-    return SearchResult(study, dict(series[row[1]]), json.loads(row[2]))

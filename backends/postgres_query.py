@@ -26,29 +26,15 @@ import psycopg
 
 from . import matching
 from .base import Constraint, Level, Match, Query
+from .sql_schema import ALIAS, DEPTH, FROM, SELECT, V1_INDEXES, V1_KEYWORDS, V2_INDEXES
 from .sqlite_query import quote  # the same double-quoted identifiers, validated
 
-TABLE = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
-ALIAS = {Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
-_DEPTH = {Level.STUDY: 0, Level.SERIES: 1, Level.INSTANCE: 2}
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
 
-FROM = {
-    Level.STUDY: "studies st",
-    Level.SERIES: "series se JOIN studies st ON st.pk = se.study_pk",
-    Level.INSTANCE: "instances i JOIN series se ON se.pk = i.series_pk"
-    " JOIN studies st ON st.pk = se.study_pk",
-}
 _ORDER = {
     Level.STUDY: "st.pk",
     Level.SERIES: "st.pk, se.pk",
     Level.INSTANCE: 'st.pk, se.pk, i."InstanceNumber" NULLS LAST, i.pk',
-}
-# Parents' JSON is read once per distinct parent, with the computed attributes.
-_SELECT = {
-    Level.STUDY: "st.pk",
-    Level.SERIES: "st.pk, se.pk",
-    Level.INSTANCE: "st.pk, se.pk, i.attrs",
 }
 # Children down to the deepest constrained level: (FROM, the parent's pk among them).
 _CHILDREN = {
@@ -83,50 +69,24 @@ def _index(table: str, *columns: str, partial: bool = False) -> str:
     return f"CREATE INDEX {name} ON {table} ({', '.join(map(quote, columns))}){where}"
 
 
-# The indexed keywords of schema version 1, frozen: a migration never changes once released
-# (a new keyword needs a new migration adding its column and back-filling it from ``attrs``).
-_V1_KEYWORDS = {
-    Level.STUDY: ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber",
-                  "ReferringPhysicianName", "StudyID", "StudyDescription", "PatientName",
-                  "PatientID", "PatientBirthDate", "PatientSex"),
-    Level.SERIES: ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
-                   "SeriesDate", "SeriesTime", "BodyPartExamined",
-                   "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"),
-    Level.INSTANCE: ("SOPInstanceUID", "SOPClassUID", "InstanceNumber", "Rows", "Columns",
-                     "BitsAllocated", "NumberOfFrames", "ContentDate", "ContentTime"),
-}
 _PK = "pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY"  # the stable order of results
 _MIGRATION_LOCK = 0x44434D5745420001  # pg_advisory_xact_lock key of the migrations ("DCMWEB")
 
 MIGRATIONS: list[list[str]] = [
     [
         f"CREATE TABLE studies ({_PK}, study_key text NOT NULL, patient_key text NOT NULL,"
-        f" attrs text NOT NULL, {_column_ddl(_V1_KEYWORDS[Level.STUDY])})",
+        f" attrs text NOT NULL, {_column_ddl(V1_KEYWORDS[Level.STUDY])})",
         f"CREATE TABLE series ({_PK}, study_pk bigint NOT NULL REFERENCES studies (pk)"
         " ON DELETE CASCADE, series_key text NOT NULL, attrs text NOT NULL,"
-        f" {_column_ddl(_V1_KEYWORDS[Level.SERIES])})",
+        f" {_column_ddl(V1_KEYWORDS[Level.SERIES])})",
         f"CREATE TABLE instances ({_PK}, series_pk bigint NOT NULL REFERENCES series (pk)"
         " ON DELETE CASCADE, instance_key text NOT NULL, attrs text NOT NULL,"
         " metadata text NOT NULL, frames text NOT NULL, transfer_syntax text NOT NULL,"
         " storage_key text NOT NULL, size bigint NOT NULL,"
-        f" {_column_ddl(_V1_KEYWORDS[Level.INSTANCE])})",
-        _index("studies", "PatientName_folded"),
-        _index("studies", "PatientName_ideographic_folded", partial=True),
-        _index("studies", "PatientName_phonetic_folded", partial=True),
-        _index("studies", "PatientID_folded"),
-        _index("studies", "StudyDate"),
-        _index("studies", "AccessionNumber_folded"),
-        _index("series", "study_pk"),
-        _index("series", "Modality_folded"),
-        _index("instances", "series_pk", "InstanceNumber"),
-        _index("instances", "storage_key"),
+        f" {_column_ddl(V1_KEYWORDS[Level.INSTANCE])})",
+        *(_index(table, *columns, partial=partial) for table, columns, partial in V1_INDEXES),
     ],
-    [
-        # Covering indexes for the computed attributes of QIDO (counts, ModalitiesInStudy,
-        # SOPClassesInStudy): grouped queries read the index only, never the wide rows.
-        _index("instances", "series_pk", "SOPClassUID"),
-        _index("series", "study_pk", "Modality"),
-    ],
+    [_index(table, *columns, partial=partial) for table, columns, partial in V2_INDEXES],
 ]
 
 
@@ -390,9 +350,9 @@ def search_plan(query: Query) -> Plan:
     for c in query.constraints:
         if matching.is_universal(c):
             continue
-        if _DEPTH[c.level] > _DEPTH[query.level]:  # any child matches (studies?Modality=CT)
+        if DEPTH[c.level] > DEPTH[query.level]:  # any child matches (studies?Modality=CT)
             below.append(c)
-            deepest = max(deepest, c.level, key=_DEPTH.__getitem__)
+            deepest = max(deepest, c.level, key=DEPTH.__getitem__)
         elif in_sql(c):
             own.append(_term(c, query.case_sensitive))
         else:
@@ -402,7 +362,7 @@ def search_plan(query: Query) -> Plan:
         sql, params, children = _children_plan(query, deepest, below, _join(own))
         own.append((sql, params))
     where, params = _join(own)
-    select = _SELECT[query.level].split(", ")
+    select = SELECT[query.level].split(", ")
     slots = {Level.INSTANCE: 2} if query.level is Level.INSTANCE else {}
     columns, filters = _filters(python, len(select), slots)
     parents_at = len(params)  # the children's parents are the last term of the WHERE clause

@@ -16,30 +16,16 @@ from typing import Any
 
 from . import matching
 from .base import Constraint, Level, Match, Query
+from .sql_schema import ALIAS, DEPTH, FROM, SELECT
 
-TABLE = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
-_ALIAS = {Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
-_DEPTH = {Level.STUDY: 0, Level.SERIES: 1, Level.INSTANCE: 2}
 _CHUNK = 500  # bound parameters per IN (...) list
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _TAG = re.compile(r"[0-9A-F]{8}")
 
-FROM = {
-    Level.STUDY: "studies st",
-    Level.SERIES: "series se JOIN studies st ON st.pk = se.study_pk",
-    Level.INSTANCE: "instances i JOIN series se ON se.pk = i.series_pk"
-    " JOIN studies st ON st.pk = se.study_pk",
-}
 _ORDER = {
     Level.STUDY: "st.pk",
     Level.SERIES: "st.pk, se.pk",
     Level.INSTANCE: "st.pk, se.pk, i.InstanceNumber NULLS LAST, i.pk",
-}
-# Parents' JSON is read once per distinct parent, with the computed attributes.
-_SELECT = {
-    Level.STUDY: "st.pk",
-    Level.SERIES: "st.pk, se.pk",
-    Level.INSTANCE: "st.pk, se.pk, i.attrs",
 }
 # Rows having a matching child: a semi-join on the children down to the deepest constrained
 # level (not correlated, so SQLite can start from an index of the child table).
@@ -210,7 +196,7 @@ def _computed_term(c: Constraint, case_sensitive: bool) -> tuple[str, list[Any]]
 def _term(c: Constraint, case_sensitive: bool, alias: str | None = None) -> tuple[str, list[Any]]:
     if c.keyword in _COMPUTED_ANY or c.keyword in _COMPUTED_COUNT:
         return _computed_term(c, case_sensitive)
-    alias = alias or _ALIAS[c.level]
+    alias = alias or ALIAS[c.level]
     if not matching.is_column(c):
         return _udf_term(alias, c, case_sensitive)
     vr = matching.COLUMN_TAGS[c.keyword][1]
@@ -235,11 +221,11 @@ def _where(query: Query) -> tuple[str, list[Any]]:
         if matching.is_universal(constraint):
             continue
         term = _term(constraint, query.case_sensitive)
-        if _DEPTH[constraint.level] <= _DEPTH[query.level]:
+        if DEPTH[constraint.level] <= DEPTH[query.level]:
             own.append(term)
         else:  # a key of a lower level matches if any child matches (studies?Modality=CT)
             below.append(term)
-            deepest = max(deepest, constraint.level, key=_DEPTH.__getitem__)
+            deepest = max(deepest, constraint.level, key=DEPTH.__getitem__)
     if below:
         conditions = " AND ".join(sql for sql, _ in below)
         semi_join = f"{_DESCEND[query.level, deepest]} {conditions})"
@@ -253,7 +239,7 @@ def search_sql(query: Query) -> tuple[str, list[Any]]:
     if query.offset < 0 or (query.limit is not None and query.limit < 0):
         raise ValueError("limit and offset must not be negative")
     where, params = _where(query)
-    sql = f"SELECT {_SELECT[query.level]} FROM {FROM[query.level]}{where}" \
+    sql = f"SELECT {SELECT[query.level]} FROM {FROM[query.level]}{where}" \
           f" ORDER BY {_ORDER[query.level]}"
     if query.limit is not None or query.offset:
         sql += " LIMIT ? OFFSET ?"

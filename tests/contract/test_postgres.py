@@ -19,7 +19,8 @@ from backends import matching, postgres_dsn
 from backends.base import COLUMNS, BackendUnavailable, Level, Match, Query
 from backends.index_postgres import PostgresIndex
 from backends.index_sqlite import SqliteIndex
-from backends.postgres_query import MIGRATIONS, TABLE, search_plan
+from backends.postgres_query import MIGRATIONS, search_plan
+from backends.sql_schema import TABLE
 from tests import pg
 from tests.contract.index import IndexContract, archive, found
 from tests.contract.records import CT_IMAGE, MR_IMAGE, constraint, make_record, single, value

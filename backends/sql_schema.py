@@ -1,0 +1,93 @@
+"""What the SQL indexes (SQLite, PostgreSQL) share: the schema's shape, the indexes of each
+migration, the query skeleton and the computed attributes of QIDO answers.
+
+Each backend renders these in its own dialect; keeping them here is what makes the two
+give identical results (tests/contract/test_postgres.py compares them query by query).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .base import DicomJson, Level, SearchResult
+
+TABLE = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
+ALIAS = {Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
+DEPTH = {Level.STUDY: 0, Level.SERIES: 1, Level.INSTANCE: 2}
+FROM = {
+    Level.STUDY: "studies st",
+    Level.SERIES: "series se JOIN studies st ON st.pk = se.study_pk",
+    Level.INSTANCE: "instances i JOIN series se ON se.pk = i.series_pk"
+    " JOIN studies st ON st.pk = se.study_pk",
+}
+# Parents' JSON is read once per distinct parent, with the computed attributes.
+SELECT = {
+    Level.STUDY: "st.pk",
+    Level.SERIES: "st.pk, se.pk",
+    Level.INSTANCE: "st.pk, se.pk, i.attrs",
+}
+
+# The indexed keywords of schema version 1, frozen: a migration never changes once released.
+# A keyword added to backends.base later needs a new migration (ALTER TABLE ... ADD COLUMN and
+# a backfill from ``attrs``); the contract tests compare the tables with the current tuples.
+V1_KEYWORDS = {
+    Level.STUDY: ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber",
+                  "ReferringPhysicianName", "StudyID", "StudyDescription", "PatientName",
+                  "PatientID", "PatientBirthDate", "PatientSex"),
+    Level.SERIES: ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
+                   "SeriesDate", "SeriesTime", "BodyPartExamined",
+                   "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"),
+    Level.INSTANCE: ("SOPInstanceUID", "SOPClassUID", "InstanceNumber", "Rows", "Columns",
+                     "BitsAllocated", "NumberOfFrames", "ContentDate", "ContentTime"),
+}
+
+# Indexes per migration: (table, columns, partial: only rows where the first is not NULL).
+IndexSpec = tuple[str, tuple[str, ...], bool]
+V1_INDEXES: tuple[IndexSpec, ...] = (
+    ("studies", ("PatientName_folded",), False),
+    ("studies", ("PatientName_ideographic_folded",), True),
+    ("studies", ("PatientName_phonetic_folded",), True),
+    ("studies", ("PatientID_folded",), False),
+    ("studies", ("StudyDate",), False),
+    ("studies", ("AccessionNumber_folded",), False),
+    ("series", ("study_pk",), False),
+    ("series", ("Modality_folded",), False),
+    ("instances", ("series_pk", "InstanceNumber"), False),
+    ("instances", ("storage_key",), False),
+)
+# Covering indexes for the computed attributes of QIDO (counts, ModalitiesInStudy,
+# SOPClassesInStudy): grouped queries read the index only, never the wide rows that carry
+# the metadata JSON.
+V2_INDEXES: tuple[IndexSpec, ...] = (
+    ("instances", ("series_pk", "SOPClassUID"), False),
+    ("series", ("study_pk", "Modality"), False),
+)
+
+# Computed attributes, PS3.18 §10.6.3.3 (tables 10.6.3-3 and -4).
+MODALITIES_IN_STUDY = "00080061"
+SOP_CLASSES_IN_STUDY = "00080062"
+STUDY_RELATED_SERIES = "00201206"
+STUDY_RELATED_INSTANCES = "00201208"
+SERIES_RELATED_INSTANCES = "00201209"
+
+
+def multi(vr: str, values: list[str]) -> dict[str, Any]:
+    """A multi-valued DICOM JSON attribute; no values → present but empty."""
+    return {"vr": vr, "Value": values} if values else {"vr": vr}
+
+
+def count(value: int) -> dict[str, Any]:
+    return {"vr": "IS", "Value": [value]}
+
+
+def search_result(level: Level, row: Sequence[Any], studies: dict[int, DicomJson],
+                  series: dict[int, DicomJson]) -> SearchResult:
+    """One match from a ``SELECT`` row; each result gets its own copies of the parents."""
+    study = dict(studies[row[0]])
+    if level is Level.STUDY:
+        return SearchResult(study)
+    if level is Level.SERIES:
+        return SearchResult(study, dict(series[row[1]]))
+    return SearchResult(study, dict(series[row[1]]), json.loads(row[2]))
