@@ -26,7 +26,18 @@ import psycopg
 
 from . import matching
 from .base import Constraint, Level, Match, Query
-from .sql_schema import ALIAS, DEPTH, FROM, SELECT, V1_INDEXES, V1_KEYWORDS, V2_INDEXES
+from .sql_schema import (
+    ALIAS,
+    CHILD_KEYWORD,
+    COMPUTED_ANY,
+    COMPUTED_COUNT,
+    DEPTH,
+    FROM,
+    SELECT,
+    V1_INDEXES,
+    V1_KEYWORDS,
+    V2_INDEXES,
+)
 from .sqlite_query import quote  # the same double-quoted identifiers, validated
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
@@ -214,33 +225,14 @@ def _fuzzy_term(alias: str, columns: Sequence[str], c: Constraint) -> tuple[str,
     return " AND ".join([any_group] * len(words)), params
 
 
-# Computed attributes (PS3.18 §10.6.3.3) as matching keys. ModalitiesInStudy and
-# SOPClassesInStudy match when any series / instance of the study matches (PS3.18
-# §10.6.1.2.1.1); the counts compare with a count of the children.
-_COMPUTED_ANY = {
-    "ModalitiesInStudy": (Level.SERIES, "cs", "st.pk IN (SELECT cs.study_pk FROM series cs"
-                          " WHERE "),
-    "SOPClassesInStudy": (Level.INSTANCE, "ci", "st.pk IN (SELECT cs.study_pk FROM series cs"
-                          " JOIN instances ci ON ci.series_pk = cs.pk WHERE "),
-}
-_CHILD_KEYWORD = {"ModalitiesInStudy": "Modality", "SOPClassesInStudy": "SOPClassUID"}
-_COMPUTED_COUNT = {
-    "NumberOfStudyRelatedSeries": "(SELECT count(*) FROM series cs WHERE cs.study_pk = st.pk)",
-    "NumberOfStudyRelatedInstances": "(SELECT count(*) FROM series cs JOIN instances ci"
-                                     " ON ci.series_pk = cs.pk WHERE cs.study_pk = st.pk)",
-    "NumberOfSeriesRelatedInstances": "(SELECT count(*) FROM instances ci"
-                                      " WHERE ci.series_pk = se.pk)",
-}
-
-
 def _computed_term(c: Constraint, case_sensitive: bool) -> tuple[str, list[Any]]:
-    if c.keyword in _COMPUTED_COUNT:
+    if c.keyword in COMPUTED_COUNT:
         numbers = [int(v) for v in c.values if v.strip().isdigit()]
         if c.kind not in (Match.SINGLE, Match.LIST) or not numbers:
             return "FALSE", []  # counts only match numbers exactly
-        return f"{_COMPUTED_COUNT[c.keyword]} = ANY(%s)", [numbers]
-    level, alias, semi_join = _COMPUTED_ANY[c.keyword]
-    keyword = _CHILD_KEYWORD[c.keyword]
+        return f"{COMPUTED_COUNT[c.keyword]} = ANY(%s)", [numbers]
+    level, alias, semi_join = COMPUTED_ANY[c.keyword]
+    keyword = CHILD_KEYWORD[c.keyword]
     tag, vr = matching.COLUMN_TAGS[keyword]
     child = Constraint(level, keyword, tag, vr, c.kind, c.values)
     sql, params = _term(child, case_sensitive, alias)
@@ -249,11 +241,11 @@ def _computed_term(c: Constraint, case_sensitive: bool) -> tuple[str, list[Any]]
 
 def in_sql(c: Constraint) -> bool:
     """True if the constraint is matched in SQL (a column or a computed attribute)."""
-    return c.keyword in _COMPUTED_ANY or c.keyword in _COMPUTED_COUNT or matching.is_column(c)
+    return c.keyword in COMPUTED_ANY or c.keyword in COMPUTED_COUNT or matching.is_column(c)
 
 
 def _term(c: Constraint, case_sensitive: bool, alias: str | None = None) -> tuple[str, list[Any]]:
-    if c.keyword in _COMPUTED_ANY or c.keyword in _COMPUTED_COUNT:
+    if c.keyword in COMPUTED_ANY or c.keyword in COMPUTED_COUNT:
         return _computed_term(c, case_sensitive)
     alias = alias or ALIAS[c.level]
     vr = matching.COLUMN_TAGS[c.keyword][1]

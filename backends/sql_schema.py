@@ -65,6 +65,24 @@ V2_INDEXES: tuple[IndexSpec, ...] = (
     ("series", ("study_pk", "Modality"), False),
 )
 
+# Computed attributes (PS3.18 §10.6.3.3) as matching keys. ModalitiesInStudy and
+# SOPClassesInStudy match when any series / instance of the study matches (PS3.18
+# §10.6.1.2.1.1); the counts compare with a count of the children.
+COMPUTED_ANY = {
+    "ModalitiesInStudy": (Level.SERIES, "cs", "st.pk IN (SELECT cs.study_pk FROM series cs"
+                          " WHERE "),
+    "SOPClassesInStudy": (Level.INSTANCE, "ci", "st.pk IN (SELECT cs.study_pk FROM series cs"
+                          " JOIN instances ci ON ci.series_pk = cs.pk WHERE "),
+}
+CHILD_KEYWORD = {"ModalitiesInStudy": "Modality", "SOPClassesInStudy": "SOPClassUID"}
+COMPUTED_COUNT = {
+    "NumberOfStudyRelatedSeries": "(SELECT count(*) FROM series cs WHERE cs.study_pk = st.pk)",
+    "NumberOfStudyRelatedInstances": "(SELECT count(*) FROM series cs JOIN instances ci"
+                                     " ON ci.series_pk = cs.pk WHERE cs.study_pk = st.pk)",
+    "NumberOfSeriesRelatedInstances": "(SELECT count(*) FROM instances ci"
+                                      " WHERE ci.series_pk = se.pk)",
+}
+
 # Computed attributes, PS3.18 §10.6.3.3 (tables 10.6.3-3 and -4).
 MODALITIES_IN_STUDY = "00080061"
 SOP_CLASSES_IN_STUDY = "00080062"
