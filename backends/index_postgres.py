@@ -59,14 +59,10 @@ from .postgres_query import (
 )
 from .sql_schema import (
     FROM,
-    MODALITIES_IN_STUDY,
     SERIES_RELATED_INSTANCES,
-    SOP_CLASSES_IN_STUDY,
-    STUDY_RELATED_INSTANCES,
-    STUDY_RELATED_SERIES,
     TABLE,
-    multi,
     search_result,
+    with_study_computed,
 )
 from .sqlite_query import dumps, quote
 
@@ -487,12 +483,7 @@ def _study_computed(conn: psycopg.Connection, pks: list[int]) -> dict[int, Dicom
             " GROUP BY 1, 2", (pks,)):
         instances[pk] += count
         classes[pk].update([sop_class] if sop_class else [])
-    for pk, study in attrs.items():
-        study[MODALITIES_IN_STUDY] = multi("CS", sorted(modalities[pk]))
-        study[SOP_CLASSES_IN_STUDY] = multi("UI", sorted(classes[pk]))
-        study[STUDY_RELATED_SERIES] = {"vr": "IS", "Value": [series[pk]]}
-        study[STUDY_RELATED_INSTANCES] = {"vr": "IS", "Value": [instances[pk]]}
-    return attrs
+    return with_study_computed(attrs, series, instances, modalities, classes)
 
 
 def _series_computed(conn: psycopg.Connection, pks: list[int]) -> dict[int, DicomJson]:

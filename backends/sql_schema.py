@@ -8,7 +8,7 @@ give identical results (tests/contract/test_postgres.py compares them query by q
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import DicomJson, Level, SearchResult
@@ -98,6 +98,18 @@ def multi(vr: str, values: list[str]) -> dict[str, Any]:
 
 def count(value: int) -> dict[str, Any]:
     return {"vr": "IS", "Value": [value]}
+
+
+def with_study_computed(attrs: dict[int, DicomJson], series: Mapping[int, int],
+                        instances: Mapping[int, int], modalities: Mapping[int, set[str]],
+                        classes: Mapping[int, set[str]]) -> dict[int, DicomJson]:
+    """Put the computed study attributes, gathered per study pk, into the study JSON."""
+    for pk, study in attrs.items():
+        study[MODALITIES_IN_STUDY] = multi("CS", sorted(modalities[pk]))
+        study[SOP_CLASSES_IN_STUDY] = multi("UI", sorted(classes[pk]))
+        study[STUDY_RELATED_SERIES] = count(series[pk])
+        study[STUDY_RELATED_INSTANCES] = count(instances[pk])
+    return attrs
 
 
 def search_result(level: Level, row: Sequence[Any], studies: dict[int, DicomJson],
