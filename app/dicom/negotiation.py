@@ -51,7 +51,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from app.dicom.multipart import parse_content_type, split_outside_quotes
+from app.dicom.media_types import parse_content_type, split_outside_quotes
 from app.errors import BadRequest, NotAcceptable
 
 __all__ = [
