@@ -37,6 +37,7 @@ from .sql_schema import (
     V1_INDEXES,
     V1_KEYWORDS,
     V2_INDEXES,
+    column_term,
 )
 from .sqlite_query import quote  # the same double-quoted identifiers, validated
 
@@ -248,17 +249,7 @@ def _term(c: Constraint, case_sensitive: bool, alias: str | None = None) -> tupl
     if c.keyword in COMPUTED_ANY or c.keyword in COMPUTED_COUNT:
         return _computed_term(c, case_sensitive)
     alias = alias or ALIAS[c.level]
-    vr = matching.COLUMN_TAGS[c.keyword][1]
-    if c.kind is Match.FUZZY:
-        return _fuzzy_term(alias, matching.match_columns(c.keyword, matching.is_text(vr)), c)
-    fold = matching.is_text(vr) and not case_sensitive
-    sql: list[str] = []
-    params: list[Any] = []
-    for column in matching.match_columns(c.keyword, fold and c.kind is not Match.RANGE):
-        term, values = _compare(alias, column, c, fold)
-        sql.append(f"({term})")
-        params += values
-    return f"({' OR '.join(sql)})", params
+    return column_term(c, case_sensitive, alias, _fuzzy_term, _compare)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ give identical results (tests/contract/test_postgres.py compares them query by q
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .base import DicomJson, Level, SearchResult
+from . import matching
+from .base import Constraint, DicomJson, Level, Match, SearchResult
 
 TABLE = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
 ALIAS = {Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
@@ -121,3 +122,24 @@ def search_result(level: Level, row: Sequence[Any], studies: dict[int, DicomJson
     if level is Level.SERIES:
         return SearchResult(study, dict(series[row[1]]))
     return SearchResult(study, dict(series[row[1]]), json.loads(row[2]))
+
+
+Term = tuple[str, list[Any]]
+
+
+def column_term(c: Constraint, case_sensitive: bool, alias: str,
+                fuzzy_term: Callable[[str, Sequence[str], Constraint], Term],
+                compare: Callable[[str, str, Constraint, bool], Term]) -> Term:
+    """SQL of a constraint on an indexed column, any of its columns matching (PN groups);
+    the dialect supplies how one column is compared and how fuzzy matching is written."""
+    vr = matching.COLUMN_TAGS[c.keyword][1]
+    if c.kind is Match.FUZZY:
+        return fuzzy_term(alias, matching.match_columns(c.keyword, matching.is_text(vr)), c)
+    fold = matching.is_text(vr) and not case_sensitive
+    sql: list[str] = []
+    params: list[Any] = []
+    for column in matching.match_columns(c.keyword, fold and c.kind is not Match.RANGE):
+        term, values = compare(alias, column, c, fold)
+        sql.append(f"({term})")
+        params += values
+    return f"({' OR '.join(sql)})", params

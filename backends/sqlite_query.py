@@ -24,6 +24,7 @@ from .sql_schema import (
     DEPTH,
     FROM,
     SELECT,
+    column_term,
 )
 
 _CHUNK = 500  # bound parameters per IN (...) list
@@ -188,17 +189,7 @@ def _term(c: Constraint, case_sensitive: bool, alias: str | None = None) -> tupl
     alias = alias or ALIAS[c.level]
     if not matching.is_column(c):
         return _udf_term(alias, c, case_sensitive)
-    vr = matching.COLUMN_TAGS[c.keyword][1]
-    if c.kind is Match.FUZZY:
-        return _fuzzy_term(alias, matching.match_columns(c.keyword, matching.is_text(vr)), c)
-    fold = matching.is_text(vr) and not case_sensitive
-    sql: list[str] = []
-    params: list[Any] = []
-    for column in matching.match_columns(c.keyword, fold and c.kind is not Match.RANGE):
-        term, values = _compare(alias, column, c, fold)
-        sql.append(f"({term})")
-        params += values
-    return f"({' OR '.join(sql)})", params
+    return column_term(c, case_sensitive, alias, _fuzzy_term, _compare)
 
 
 def _where(query: Query) -> tuple[str, list[Any]]:

@@ -209,6 +209,18 @@ def _by_preference(ranges: list[MediaRange]) -> list[MediaRange]:
     return sorted((r for r in ranges if r.q > 0), key=lambda r: -r.q)
 
 
+def _negotiate(accept: str | None, pick: Callable[[MediaRange], str | None], default: str,
+               expected: str) -> str:
+    """``default`` without an Accept, else the preferred usable range, else 406."""
+    ranges = parse_accept(accept)
+    if not ranges:
+        return default
+    result = _best(ranges, pick)
+    if result is None:
+        raise _not_acceptable(accept, expected)
+    return result
+
+
 def _best(ranges: list[MediaRange], pick: Callable[[MediaRange], str | None]) -> str | None:
     """``pick`` of the most preferred range it accepts (q order, then header order)."""
     for media_range in _by_preference(ranges):
@@ -317,15 +329,8 @@ def negotiate_metadata(accept: str | None) -> str:
     ``multipart/related`` without ``type`` → :class:`BadRequest`; unknown ranges
     are skipped; nothing usable → :class:`NotAcceptable`.
     """
-    ranges = parse_accept(accept)
-    if not ranges:
-        return "json"
-    result = _best(ranges, _metadata_format)
-    if result is not None:
-        return result
-    raise _not_acceptable(
-        accept, 'application/dicom+json or multipart/related; type="application/dicom+xml"'
-    )
+    return _negotiate(accept, _metadata_format, "json",
+                      'application/dicom+json or multipart/related; type="application/dicom+xml"')
 
 
 def _search_format(media_range: MediaRange) -> str | None:
@@ -473,10 +478,4 @@ def negotiate_rendered(accept: str | None, query_accept: str | None = None) -> s
     browser headers work (PS3.18 §10.4.1.1.5). Nothing usable → :class:`NotAcceptable`.
     """
     source = query_accept if query_accept and query_accept.strip() else accept
-    ranges = parse_accept(source)
-    if not ranges:
-        return "image/jpeg"
-    result = _best(ranges, _rendered_type)
-    if result is not None:
-        return result
-    raise _not_acceptable(source, "image/jpeg, image/png or image/gif")
+    return _negotiate(source, _rendered_type, "image/jpeg", "image/jpeg, image/png or image/gif")
