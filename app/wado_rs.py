@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from app.dicom import bulkdata, negotiation, retrieve
+from app.dicom import bulkdata, negotiation, render, rendered, retrieve
 from app.dicom.identifiers import check_uid
+from app.errors import BadRequest
 from app.http import multipart_response, request_base_url
 from app.services import services
 
@@ -110,3 +111,56 @@ def retrieve_bulkdata(study: str, series: str, sop: str, path: str) -> Response:
     (inst,) = retrieve.locate(svc.index, study, series, sop)
     parts = bulkdata.bulk_parts(svc.storage, inst, path)
     return multipart_response("application/octet-stream", parts)
+
+
+def _rendered(study: str, series: str | None = None, sop: str | None = None,
+              frame_list: str | None = None, *, thumbnail: bool = False) -> Response:
+    """Rendered and thumbnail resources (PS3.18 §8.3.5): a study or series is shown by its
+    representative instance, an instance by its first frame, a frame by itself."""
+    _uids(study, series, sop)
+    media = negotiation.negotiate_rendered(request.headers.get("Accept"),
+                                           request.args.get("accept"))
+    params = render.parse_rendered_params(request.args, media, thumbnail=thumbnail)
+    svc = services()
+    instances = retrieve.locate(svc.index, study, series, sop)
+    inst = instances[0] if sop else rendered.representative(instances)
+    frame = _single_frame(frame_list) if frame_list is not None else 1
+    answer = rendered.rendered(svc.storage, inst, frame, params, thumbnail=thumbnail)
+    return Response(answer.body, content_type=answer.media_type,
+                    headers={"Content-Length": str(answer.length)}, direct_passthrough=True)
+
+
+def _single_frame(frame_list: str) -> int:
+    """A rendered frame resource names one frame: several would need a multi-frame image
+    format, which the JPEG and PNG answers cannot carry."""
+    numbers = retrieve.parse_frame_list(frame_list)
+    if len(numbers) != 1:
+        raise BadRequest("Rendered frames are served one at a time: give one frame number")
+    return numbers[0]
+
+
+def _rendered_routes(suffix: str, thumbnail: bool) -> None:
+    kind = "thumbnail" if thumbnail else "rendered"
+
+    def study_view(study: str) -> Response:
+        return _rendered(study, thumbnail=thumbnail)
+
+    def series_view(study: str, series: str) -> Response:
+        return _rendered(study, series, thumbnail=thumbnail)
+
+    def instance_view(study: str, series: str, sop: str) -> Response:
+        return _rendered(study, series, sop, thumbnail=thumbnail)
+
+    def frames_view(study: str, series: str, sop: str, frame_list: str) -> Response:
+        return _rendered(study, series, sop, frame_list, thumbnail=thumbnail)
+
+    for rule, view, name in (
+            (STUDY, study_view, f"retrieve_study_{kind}"),
+            (SERIES, series_view, f"retrieve_series_{kind}"),
+            (INSTANCE, instance_view, f"retrieve_instance_{kind}"),
+            (INSTANCE + "/frames/<frame_list>", frames_view, f"retrieve_frames_{kind}")):
+        blueprint.add_url_rule(rule + suffix, name, view, methods=["GET"])
+
+
+_rendered_routes("/rendered", thumbnail=False)
+_rendered_routes("/thumbnail", thumbnail=True)

@@ -1,11 +1,20 @@
-"""WADO-URI (PS3.18 §9): ``GET {wado}?requestType=WADO&studyUID=..&seriesUID=..&objectUID=..``."""
+"""WADO-URI (PS3.18 §9): ``GET {wado}?requestType=WADO&studyUID=..&seriesUID=..&objectUID=..``.
+
+The view reads the parameters; rendering, conversion and de-identification live in
+``app.dicom`` (``rendered``, ``transcode``, ``anonymize``).
+"""
 
 from __future__ import annotations
 
+import io
+
+import pydicom
 from flask import Blueprint, Response, request
 
+from app.dicom import rendered
+from app.dicom.anonymize import anonymize
 from app.dicom.identifiers import check_uid
-from app.dicom.render import render
+from app.dicom.render import parse_wado_uri_params
 from app.dicom.retrieve import primed
 from app.dicom.transcode import can_transcode, transcode
 from app.errors import BadRequest, NotAcceptable, NotFound
@@ -16,6 +25,9 @@ blueprint = Blueprint("wado_uri", __name__)
 
 IMAGE_TYPES = {"image/jpeg": "image/jpeg", "image/jpg": "image/jpeg", "image/png": "image/png",
                "image/gif": "image/gif"}
+DICOM = "application/dicom"
+# §9.1.2.4.1: objects without an image: documents and video go out as themselves.
+DOCUMENT_TYPES = frozenset({"application/pdf", "video/mpeg", "video/mp4"})
 
 
 def _required(name: str) -> str:
@@ -31,29 +43,58 @@ def retrieve_wado_uri() -> Response:
     if _required("requestType") != "WADO":
         raise BadRequest("WADO-URI: requestType must be WADO")
     sop = check_uid(_required("objectUID"), "objectUID")
-    study = request.args.get("studyUID")
-    series = request.args.get("seriesUID")
-    inst = _locate(sop, study, series)
-    content_type = (request.args.get("contentType") or "image/jpeg").split(",")[0].strip()
+    inst = _locate(sop, request.args.get("studyUID"), request.args.get("seriesUID"))
+    content_type = _content_type(inst)
     storage = services().storage
-    if content_type == "application/dicom":
-        return _dicom(storage, inst, request.args.get("transferSyntax"))
-    if content_type not in IMAGE_TYPES:
-        raise NotAcceptable(f"WADO-URI: unsupported contentType {content_type!r}")
-    media = IMAGE_TYPES[content_type]
-    with storage.open(inst.storage_key) as f:
-        data = render(f, frame=_int("frameNumber", 1), media_type=media)
-    return Response(data, content_type=media)
+    if content_type == DICOM:
+        return _dicom(storage, inst, request.args.get("transferSyntax"),
+                      _flag("anonymize"))
+    if _flag("anonymize"):
+        raise BadRequest("WADO-URI: anonymize applies to contentType=application/dicom only")
+    if content_type in DOCUMENT_TYPES:
+        return _document(storage, inst, content_type)
+    params = parse_wado_uri_params(request.args, IMAGE_TYPES[content_type])
+    answer = rendered.rendered(storage, inst, _frame_number(), params)
+    return Response(answer.body, content_type=answer.media_type,
+                    headers={"Content-Length": str(answer.length)})
 
 
-def _int(name: str, default: int) -> int:
+def _content_type(inst: StoredInstance) -> str:
+    """§9.1.2.4.1: a list of types in preference order; the first one we can make wins.
+    Absent: JPEG for images (Orthanc's default), the document itself for a PDF or video."""
+    raw = request.args.get("contentType")
+    if not raw:
+        if rendered.is_pdf(inst):
+            return "application/pdf"
+        return "image/jpeg"
+    wanted = [t.split(";")[0].strip().lower() for t in raw.split(",") if t.strip()]
+    for media in wanted:
+        if media == DICOM or media in IMAGE_TYPES or media in DOCUMENT_TYPES:
+            return media
+    raise NotAcceptable(f"WADO-URI: unsupported contentType {raw!r}; use application/dicom, "
+                        "image/jpeg, image/png, image/gif, application/pdf or video/mpeg|mp4")
+
+
+def _flag(name: str) -> bool:
     value = request.args.get(name)
     if value is None:
-        return default
+        return False
+    if value.lower() not in ("yes", "no", "true", "false"):
+        raise BadRequest(f"WADO-URI: {name} must be yes or no")
+    return value.lower() in ("yes", "true")
+
+
+def _frame_number() -> int:
+    value = request.args.get("frameNumber")
+    if value is None:
+        return 1
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise BadRequest(f"WADO-URI: {name} must be an integer") from None
+        raise BadRequest("WADO-URI: frameNumber must be an integer") from None
+    if number < 1:
+        raise BadRequest("WADO-URI: frameNumber starts at 1")
+    return number
 
 
 def _locate(sop: str, study: str | None, series: str | None) -> StoredInstance:
@@ -68,15 +109,41 @@ def _locate(sop: str, study: str | None, series: str | None) -> StoredInstance:
     return found
 
 
-def _dicom(storage: StorageArea, inst: StoredInstance, syntax: str | None) -> Response:
-    """The stored file, or a conversion when ``transferSyntax`` asks for one (§9.1.2.4.3?)."""
-    target = syntax if syntax and syntax != "*" else "*"
+def _document(storage: StorageArea, inst: StoredInstance, content_type: str) -> Response:
+    if content_type == "application/pdf" and not rendered.is_pdf(inst):
+        raise NotAcceptable("WADO-URI: the instance is not an encapsulated PDF")
+    if content_type.startswith("video/") and not rendered.is_video(inst):
+        raise NotAcceptable("WADO-URI: the instance is not a video")
+    answer = rendered.rendered(storage, inst, 1, parse_wado_uri_params({}, "image/jpeg"))
+    return Response(answer.body, content_type=answer.media_type,
+                    headers={"Content-Length": str(answer.length)})
+
+
+def _dicom(storage: StorageArea, inst: StoredInstance, syntax: str | None,
+           deidentify: bool) -> Response:
+    """The stored file, converted when ``transferSyntax`` asks (§9.1.2.4.8), de-identified
+    with PS3.15's basic profile when ``anonymize=yes`` (§9.1.2.4.7)."""
+    target = syntax.strip() if syntax and syntax.strip() != "*" else "*"
     if not can_transcode(inst.transfer_syntax, target):
-        raise NotAcceptable(f"Cannot convert the instance to transfer syntax {target}")
+        raise NotAcceptable(f"WADO-URI: cannot convert the instance from "
+                            f"{inst.transfer_syntax} to transfer syntax {target}")
+    if deidentify:
+        data = _anonymized(storage, inst)
+        if target not in ("*", inst.transfer_syntax):
+            data, _ = transcode(io.BytesIO(data), target)
+        return Response(data, content_type=DICOM)
     if target in ("*", inst.transfer_syntax):
-        return Response(primed(storage.iter_chunks(inst.storage_key)),
-                        content_type="application/dicom",
+        return Response(primed(storage.iter_chunks(inst.storage_key)), content_type=DICOM,
                         headers={"Content-Length": str(inst.size)}, direct_passthrough=True)
     with storage.open(inst.storage_key) as f:
-        return Response(transcode(f, target), content_type="application/dicom")
+        data, _ = transcode(f, target)
+    return Response(data, content_type=DICOM)
 
+
+def _anonymized(storage: StorageArea, inst: StoredInstance) -> bytes:
+    with storage.open(inst.storage_key) as f:
+        ds = pydicom.dcmread(f, force=True)
+    anonymize(ds)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

@@ -51,7 +51,7 @@ def bulk_parts(storage: StorageArea, inst: StoredInstance, path: str) -> PartStr
                            "Content-Length": str(len(data))}, [data])])
     start, length = raw.value_tell, raw.length
     head = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
-    return iter([(head, _ranges(storage, inst.storage_key, start, length))])
+    return iter([(head, read_chunks(storage, inst.storage_key, start, length))])
 
 
 def _find(ds: Dataset, steps: list[int], path: str) -> RawDataElement:
@@ -72,7 +72,7 @@ def _find(ds: Dataset, steps: list[int], path: str) -> RawDataElement:
     return RawDataElement(elem.tag, elem.VR, len(value), value, 0, True, True)
 
 
-def _ranges(storage: StorageArea, key: str, start: int, length: int) -> Iterator[bytes]:
+def read_chunks(storage: StorageArea, key: str, start: int, length: int) -> Iterator[bytes]:
     end = start + length
     while start < end:
         n = min(CHUNK, end - start)

@@ -10,7 +10,8 @@ encapsulated), so that a frame is later served with ranged reads and no decoding
   the Basic then the Extended Offset Table group them. Without offsets the
   frame boundaries could only be found by scanning for JPEG markers, which means
   reading the data: the instance then has no frame ranges;
-* deflated transfer syntaxes: offsets in the file mean nothing, no frames.
+* deflated transfer syntaxes: offsets in the file mean nothing, no frames; nor for 8-bit
+  big-endian data (possibly OW, swapped in byte pairs).
 
 The attributes involved come from a :class:`FrameAttributes`: a pydicom dataset
 (:class:`DatasetAttributes`) or the DICOM JSON read by :mod:`app.dicom.rawjson`
@@ -29,6 +30,7 @@ from pydicom.uid import UID
 from app.dicom.dicomjson import UNDEFINED_LENGTH
 from app.dicom.rawjson import RawFile, Unsupported
 
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
 
 _ITEM, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
@@ -118,6 +120,10 @@ def frame_ranges(
     end = f.seek(0, 2)
     if length == UNDEFINED_LENGTH:
         frames = _encapsulated_frames(attrs, f, tell, end, count)
+    elif syntax == _BIG_ENDIAN and attrs.number("BitsAllocated") == 8:
+        # 8-bit pixels of a big-endian file may be OW: bytes swapped in pairs across frame
+        # boundaries (PS3.5 §7.3), so a frame is not a contiguous range. Decode instead.
+        frames = ()
     elif not UID(syntax).is_compressed:
         frames = _native_frames(attrs, tell, length, end, count)
     else:

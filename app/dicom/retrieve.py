@@ -12,7 +12,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from app.dicom import dicomjson, multipart, negotiation
-from app.dicom.transcode import can_transcode, native_frame_syntax_ok, transcode
+from app.dicom.frame_source import FrameSource, read_ranges
+from app.dicom.transcode import (
+    can_transcode,
+    native_frame_syntax_ok,
+    transcode,
+)
 from app.errors import BadRequest, NotAcceptable, NotFound
 from backends.base import Constraint, Index, Level, Match, Query, StorageArea, StoredInstance
 
@@ -56,8 +61,10 @@ def _dicom_part_stream(storage: StorageArea, instances: list[StoredInstance],
                     "Content-Length": str(inst.size)}, storage.iter_chunks(inst.storage_key))
         else:
             with storage.open(inst.storage_key) as f:
-                data = transcode(f, target)
-            yield ({"Content-Type": f"application/dicom; transfer-syntax={target}",
+                data, used = transcode(f, target)
+            # An instance the target cannot hold (16-bit pixels in JPEG baseline) goes in
+            # Explicit VR Little Endian, and its part says so (PS3.18 §8.7.3.5.2).
+            yield ({"Content-Type": f"application/dicom; transfer-syntax={used}",
                     "Content-Length": str(len(data))}, [data])
 
 
@@ -154,16 +161,31 @@ def parse_frame_list(text: str) -> list[int]:
 
 def frame_parts(storage: StorageArea, inst: StoredInstance, numbers: list[int],
                 accept: str | None, location: str) -> tuple[str, PartStream]:
-    """Frames by ranged reads of the offsets recorded at ingest (no decoding)."""
-    if not inst.frames:
-        raise NotFound(f"Instance {inst.sop_uid} has no frames that can be served")
+    """Frames in the negotiated media type and syntax (PS3.18 §10.4.1.1.3, table 8.7.3-5).
+
+    As stored (or native little endian either way): ranged reads of the offsets recorded
+    at ingest, no decoding. Otherwise one frame at a time is read the same way, decoded and
+    encoded in the target syntax; the header is then read once for the pixel attributes.
+    """
+    source = FrameSource(storage, inst)
+    count = source.count()
     for n in numbers:
-        if n > len(inst.frames):
-            raise NotFound(f"Frame {n} does not exist: the instance has {len(inst.frames)}")
+        if n > count:
+            raise NotFound(f"Frame {n} does not exist: the instance has {count}")
     media, ts = negotiation.negotiate_frames(accept, inst.transfer_syntax,
-                                             can_produce=native_frame_syntax_ok)
+                                             can_produce=source.can_produce)
     part_type = f"{media}; transfer-syntax={ts}"
-    return part_type, _frame_stream(storage, inst, numbers, part_type, location)
+    if inst.frames and native_frame_syntax_ok(inst.transfer_syntax, ts):
+        return part_type, _frame_stream(storage, inst, numbers, part_type, location)
+    return part_type, primed_parts(_converted_stream(source, numbers, ts, part_type, location))
+
+
+def _converted_stream(source: FrameSource, numbers: list[int], target: str, part_type: str,
+                      location: str) -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
+    for n in numbers:
+        data = source.convert(n, target)
+        yield ({"Content-Type": part_type, "Content-Length": str(len(data)),
+                "Content-Location": f"{location}/frames/{n}"}, [data])
 
 
 def _frame_stream(storage: StorageArea, inst: StoredInstance, numbers: list[int],
@@ -174,14 +196,8 @@ def _frame_stream(storage: StorageArea, inst: StoredInstance, numbers: list[int]
         ({"Content-Type": part_type,
           "Content-Length": str(sum(length for _, length in inst.frames[n - 1])),
           "Content-Location": f"{location}/frames/{n}"},
-         _read_ranges(storage, inst.storage_key, inst.frames[n - 1]))
+         read_ranges(storage, inst.storage_key, inst.frames[n - 1]))
         for n in numbers])
-
-
-def _read_ranges(storage: StorageArea, key: str,
-                 ranges: Iterable[tuple[int, int]]) -> Iterator[bytes]:
-    for offset, length in ranges:
-        yield storage.read_range(key, offset, length)
 
 
 __all__ = ["dicom_parts", "frame_parts", "locate", "metadata_json", "metadata_xml_parts",

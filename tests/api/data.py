@@ -15,8 +15,9 @@ PREFIX = "1.2.826.0.1.3680043.10.543."
 def ct(study: str, series: str, sop: str | None = None, *, number: int = 1,
        patient: str = "DOE^JOHN", patient_id: str = "P1", date: str = "20240102",
        modality: str = "CT", frames: int = 1, rows: int = 4, columns: int = 4,
-       **extra: object) -> Dataset:
-    """A small valid CT (or any modality) instance with native 16-bit pixels."""
+       pixels: np.ndarray | None = None, **extra: object) -> Dataset:
+    """A small valid CT (or any modality) instance with native 16-bit pixels (``pixels``:
+    uint16 values shaped (frames, rows, columns), else a ramp)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -38,8 +39,9 @@ def ct(study: str, series: str, sop: str | None = None, *, number: int = 1,
     ds.RescaleSlope, ds.RescaleIntercept = 1, 0
     if frames > 1:
         ds.NumberOfFrames = frames
-    pixels = (np.arange(rows * columns * frames, dtype=np.uint16) * 7 % 4096)
-    ds.PixelData = pixels.tobytes()
+    if pixels is None:
+        pixels = (np.arange(rows * columns * frames, dtype=np.uint16) * 7 % 4096)
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
     for key, value in extra.items():
         setattr(ds, key, value)
     return ds

@@ -66,15 +66,21 @@ def test_implicit_is_transcoded_to_explicit(client: FlaskClient) -> None:
     assert back.PixelData == ds.PixelData
 
 
-def test_compressed_without_transcoding_is_406(client: FlaskClient) -> None:
+def test_compressed_is_decompressed_by_default(client: FlaskClient) -> None:
+    """PS3.18 §8.7.3.5.2: no transfer-syntax means Explicit VR Little Endian, decoded."""
     from pydicom.data import get_testdata_file
 
     data = open(get_testdata_file("JPEG2000.dcm"), "rb").read()
-    st = pydicom.dcmread(io.BytesIO(data)).StudyInstanceUID
+    original = pydicom.dcmread(io.BytesIO(data))
     assert post(client, [data]).status_code == 200
-    r = client.get(f"/dicom-web/studies/{st}")
-    assert r.status_code == 406 and r.is_json
-    ok = client.get(f"/dicom-web/studies/{st}", headers={"Accept": AS_STORED})
+    r = client.get(f"/dicom-web/studies/{original.StudyInstanceUID}")
+    ((head, body),) = parts(r)
+    assert "transfer-syntax=1.2.840.10008.1.2.1" in head["content-type"]
+    back = pydicom.dcmread(io.BytesIO(body))
+    assert back.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert (back.pixel_array == original.pixel_array).all()
+    ok = client.get(f"/dicom-web/studies/{original.StudyInstanceUID}",
+                    headers={"Accept": AS_STORED})
     assert ok.status_code == 200 and parts(ok)[0][1] == data
 
 

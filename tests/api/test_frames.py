@@ -1,0 +1,165 @@
+"""WADO-RS frames in every media type (PS3.18 §10.4.1.1.3, table 8.7.3-5) and the cost of
+one frame: bytes read from storage are counted, not timed."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pydicom
+import pytest
+from flask.testing import FlaskClient
+from pydicom.uid import JPEGLSLossless, RLELossless
+
+from app import create_app
+from backends import filesystem_storage
+from backends.base import StorageArea
+from tests.api.data import ct, uid
+from tests.api.test_stow import post
+from tests.api.test_wado import parts
+from tests.conftest import dicom_bytes, make_settings
+
+OCTET = "multipart/related; type=application/octet-stream"
+
+
+class CountingStorage(StorageArea):
+    """A filesystem storage that counts every byte read from it, by any means."""
+
+    def __init__(self, inner: StorageArea) -> None:
+        self.inner = inner
+        self.read = 0
+
+    def write(self, key: str, stream: BinaryIO) -> int:
+        return self.inner.write(key, stream)
+
+    def open(self, key: str) -> BinaryIO:
+        return _Counted(self, self.inner.open(key))  # type: ignore[return-value]
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        data = self.inner.read_range(key, start, length)
+        self.read += len(data)
+        return data
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def keys(self) -> Iterator[str]:
+        return self.inner.keys()
+
+
+class _Counted(io.RawIOBase):
+    def __init__(self, owner: CountingStorage, f: BinaryIO) -> None:
+        self.owner, self.f = owner, f
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self.f.read(len(buffer))
+        self.owner.read += len(data)
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+
+def multiframe(st: str, se: str, sop: str, frames: int, syntax: str | None = None,
+               size: int = 64) -> tuple[bytes, np.ndarray]:
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 4096, (frames, size, size), dtype=np.uint16)
+    ds = ct(st, se, sop, frames=frames, rows=size, columns=size, pixels=values)
+    if syntax:
+        ds.compress(syntax, generate_instance_uid=False)
+    return dicom_bytes(ds), values
+
+
+@pytest.fixture
+def counting(tmp_path: Path) -> tuple[FlaskClient, CountingStorage]:
+    settings = make_settings(tmp_path)
+    storage = CountingStorage(filesystem_storage(settings.storage_path))
+    return create_app(settings, storage=storage).test_client(), storage
+
+
+@pytest.mark.parametrize("syntax", [None, RLELossless])
+def test_one_frame_of_200_is_read_alone(counting, syntax) -> None:  # type: ignore[no-untyped-def]
+    """A frame, its conversion and its rendering read the header and that frame only."""
+    client, storage = counting
+    st, se, sop = uid(), uid(), uid()
+    data, values = multiframe(st, se, sop, 200, syntax)
+    assert post(client, [data]).status_code == 200
+    base = f"/dicom-web/studies/{st}/series/{se}/instances/{sop}"
+    requests = [(f"{base}/frames/150", f"{OCTET}; transfer-syntax=*"),
+                (f"{base}/frames/150", OCTET),
+                (f"{base}/frames/150/rendered", "image/png")]
+    for url, accept in requests:
+        storage.read = 0
+        r = client.get(url, headers={"Accept": accept})
+        assert r.status_code == 200, r.data[:300]
+        assert len(r.data) > 0  # the body is read lazily: count after consuming it
+        assert storage.read < len(data) / 20, (url, accept, storage.read, len(data))
+    ((_, frame),) = parts(client.get(f"{base}/frames/150", headers={"Accept": OCTET}))
+    assert frame == values[149].tobytes()
+
+
+def test_compressed_frames_in_every_asked_form(client: FlaskClient) -> None:
+    st, se, sop = uid(), uid(), uid()
+    data, values = multiframe(st, se, sop, 3, RLELossless, size=16)
+    assert post(client, [data]).status_code == 200
+    base = f"/dicom-web/studies/{st}/series/{se}/instances/{sop}/frames"
+    # No Accept: Explicit VR Little Endian, decoded (PS3.18 §8.7.3.5.2 default).
+    r = client.get(f"{base}/2")
+    assert r.status_code == 200
+    assert "transfer-syntax=1.2.840.10008.1.2.1" in r.headers["Content-Type"]
+    ((head, body),) = parts(r)
+    assert head["content-type"].startswith("application/octet-stream")
+    assert body == values[1].tobytes()
+    # As stored: the RLE codestream, labelled image/dicom-rle.
+    stored = parts(client.get(f"{base}/3,1", headers={"Accept": f"{OCTET}; transfer-syntax=*"}))
+    assert [h["content-type"] for h, _ in stored] == [
+        f"image/dicom-rle; transfer-syntax={RLELossless}"] * 2
+    frames = list(pydicom.encaps.generate_frames(pydicom.dcmread(io.BytesIO(data)).PixelData,
+                                                 number_of_frames=3))
+    assert [b for _, b in stored] == [frames[2], frames[0]]
+    # Transcoded to JPEG-LS lossless on request; decodes back to the same values.
+    jls = parts(client.get(f"{base}/1", headers={"Accept": "multipart/related; type=image/jls"}))
+    ((head, body),) = jls
+    assert head["content-type"] == f"image/jls; transfer-syntax={JPEGLSLossless}"
+    from pydicom.pixels import get_decoder
+
+    decoded = get_decoder(JPEGLSLossless).as_array(
+        pydicom.encaps.encapsulate([body]), rows=16, columns=16, samples_per_pixel=1,
+        bits_allocated=16, bits_stored=12, pixel_representation=0,
+        photometric_interpretation="MONOCHROME2", number_of_frames=1)[0]
+    assert np.array_equal(decoded, values[0])
+
+
+def test_several_media_ranges_and_406(client: FlaskClient) -> None:
+    st, se, sop = uid(), uid(), uid()
+    data, values = multiframe(st, se, sop, 2, size=8)
+    assert post(client, [data]).status_code == 200
+    base = f"/dicom-web/studies/{st}/series/{se}/instances/{sop}/frames/1"
+    # JPEG baseline cannot hold 12-bit data: the next range of the header is used.
+    accept = "multipart/related; type=image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50, " \
+             f"{OCTET}; q=0.5"
+    ((head, body),) = parts(client.get(base, headers={"Accept": accept}))
+    assert head["content-type"].startswith("application/octet-stream")
+    assert body == values[0].tobytes()
+    r = client.get(base, headers={"Accept": "multipart/related; type=image/jpeg; "
+                                            "transfer-syntax=1.2.840.10008.1.2.4.50"})
+    assert r.status_code == 406 and r.is_json
+    rle = parts(client.get(base, headers={"Accept": "multipart/related; type=image/dicom-rle"}))
+    assert rle[0][0]["content-type"] == f"image/dicom-rle; transfer-syntax={RLELossless}"
