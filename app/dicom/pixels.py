@@ -19,6 +19,8 @@ Conventions shared with :mod:`app.dicom.transcode`:
 from __future__ import annotations
 
 import io
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO, TypeVar
 
@@ -69,6 +71,13 @@ _MIN_SIDE = {JPEG2000Lossless: 32, JPEG2000: 32}
 _TO_RGB = {"YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"}
 
 T = TypeVar("T")
+
+# pylibjpeg-openjpeg 2.6 crashes the process (SIGSEGV) when two threads encode at once:
+# JPEG 2000 encoding is serialised per process (decoding is safe and stays parallel).
+_J2K_ENCODERS = frozenset({JPEG2000Lossless, JPEG2000})
+_J2K_ENCODE_LOCK = threading.Lock()
+# It also logs "tile number 1 / 1" at INFO for every frame it encodes.
+logging.getLogger("openjpeg").setLevel(logging.WARNING)
 
 
 def can_decode(syntax: str) -> bool:
@@ -266,8 +275,14 @@ def encode_frame(arr: np.ndarray, opts: dict[str, Any], target: str) -> bytes:
     elif target == JPEG2000:
         extra["j2k_cr"] = [J2K_RATIO]
     one = {**opts, "number_of_frames": 1, "planar_configuration": 0}
-    return guard(f"encode {syntax_name(target)}",
-                  lambda: get_encoder(UID(target)).encode(arr, **one, **extra))
+
+    def run() -> bytes:
+        if target not in _J2K_ENCODERS:
+            return get_encoder(UID(target)).encode(arr, **one, **extra)
+        with _J2K_ENCODE_LOCK:
+            return get_encoder(UID(target)).encode(arr, **one, **extra)
+
+    return guard(f"encode {syntax_name(target)}", run)
 
 
 def _jpeg_baseline(arr: np.ndarray) -> bytes:

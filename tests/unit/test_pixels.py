@@ -287,3 +287,31 @@ def test_header_of_leaves_the_file_readable() -> None:
         assert head.Rows == 100 and "PixelData" not in head
         f.seek(0)
         assert "PixelData" in pydicom.dcmread(io.BytesIO(f.read()))
+
+
+CONCURRENT_J2K = """
+import threading
+import numpy as np
+from app.dicom import pixels
+opts = dict(rows=256, columns=256, samples_per_pixel=1, bits_allocated=16, bits_stored=12,
+            pixel_representation=0, photometric_interpretation="MONOCHROME2")
+a = np.random.default_rng(1).integers(0, 4096, (256, 256)).astype(np.uint16)
+def work():
+    for _ in range(5):
+        pixels.encode_frame(a, opts, "1.2.840.10008.1.2.4.90")
+threads = [threading.Thread(target=work) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+"""
+
+
+def test_concurrent_jpeg2000_encoding_does_not_crash_the_process() -> None:
+    """pylibjpeg-openjpeg segfaults when threads encode at once (a gunicorn gthread worker
+    serving two transcoding requests); the encoder is serialised. In a subprocess, so a
+    crash is a failure rather than the end of the test run."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CONCURRENT_J2K], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
