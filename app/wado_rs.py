@@ -95,8 +95,7 @@ def retrieve_frames(study: str, series: str, sop: str, frame_list: str | None) -
     _uids(study, series, sop)
     svc = services()
     (inst,) = retrieve.locate(svc.index, study, series, sop)
-    numbers = (retrieve.parse_frame_list(frame_list) if frame_list is not None
-               else list(range(1, len(inst.frames) + 1)))
+    numbers = retrieve.parse_frame_list(frame_list) if frame_list is not None else None
     location = f"{request_base_url()}studies/{study}/series/{series}/instances/{sop}"
     part_type, parts = retrieve.frame_parts(svc.storage, inst, numbers,
                                             request.headers.get("Accept"), location)

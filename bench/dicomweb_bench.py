@@ -823,13 +823,18 @@ def options_from(args: argparse.Namespace) -> Options:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     results = run_bench(args.url, options_from(args), args.pid, args.skip_stow, args.label)
-    print("\n".join(report_lines(results)))
-    if args.json:
-        with open(args.json, "w") as out:
+    publish(results, report_lines(results), args.json)
+    return results
+
+
+def publish(results: dict, lines: list[str], path: str | None) -> None:
+    """Print the report; save the results as JSON when a path is given."""
+    print("\n".join(lines))
+    if path:
+        with open(path, "w") as out:
             json.dump(results, out, indent=2)
             out.write("\n")
-        print(f"results written to {args.json}")
-    return results
+        print(f"results written to {path}")
 
 
 if __name__ == "__main__":

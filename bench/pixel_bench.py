@@ -58,6 +58,7 @@ from bench.dicomweb_bench import (
     make_uid,
     noise_pool,
     percentiles,
+    publish,
     set_image,
     set_patient_study,
     set_series_instance,
@@ -845,12 +846,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         print("\n".join(comparison_lines(ours, theirs)))
         return None
     results = run_bench(args.url, options_from(args), args.pid, args.skip_stow, args.label)
-    print("\n".join(report_lines(results)))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(results, out, indent=2)
-            out.write("\n")
-        print(f"results written to {args.json}")
+    publish(results, report_lines(results), args.json)
     return results
 
 

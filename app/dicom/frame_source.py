@@ -9,6 +9,7 @@ header and its own bytes, on a filesystem as on S3. Without recorded ranges
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -29,9 +30,16 @@ class FrameSource:
         self._header: Dataset | None = None
 
     def header(self) -> Dataset:
+        """The attributes before the pixel data: with recorded ranges, one ranged read
+        ending where frame 1 starts (a single GET on S3, nothing past the header)."""
         if self._header is None:
-            with self.storage.open(self.inst.storage_key) as f:
-                self._header = pixels.header_of(f)
+            if self.inst.frames:
+                end = self.inst.frames[0][0][0]
+                head = self.storage.read_range(self.inst.storage_key, 0, end)
+                self._header = pixels.header_of(io.BytesIO(head))
+            else:
+                with self.storage.open(self.inst.storage_key) as f:
+                    self._header = pixels.header_of(f)
         return self._header
 
     def count(self) -> int:

@@ -159,9 +159,10 @@ def parse_frame_list(text: str) -> list[int]:
     return frames
 
 
-def frame_parts(storage: StorageArea, inst: StoredInstance, numbers: list[int],
+def frame_parts(storage: StorageArea, inst: StoredInstance, numbers: list[int] | None,
                 accept: str | None, location: str) -> tuple[str, PartStream]:
-    """Frames in the negotiated media type and syntax (PS3.18 §10.4.1.1.3, table 8.7.3-5).
+    """Frames (``None``: all of them) in the negotiated media type and syntax (PS3.18
+    §10.4.1.1.3, table 8.7.3-5).
 
     As stored (or native little endian either way): ranged reads of the offsets recorded
     at ingest, no decoding. Otherwise one frame at a time is read the same way, decoded and
@@ -169,6 +170,8 @@ def frame_parts(storage: StorageArea, inst: StoredInstance, numbers: list[int],
     """
     source = FrameSource(storage, inst)
     count = source.count()
+    if numbers is None:  # the all-frames route: 1..N
+        numbers = list(range(1, count + 1))
     for n in numbers:
         if n > count:
             raise NotFound(f"Frame {n} does not exist: the instance has {count}")

@@ -4,6 +4,7 @@ one frame: bytes read from storage are counted, not timed."""
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -15,7 +16,7 @@ from flask.testing import FlaskClient
 from pydicom.uid import JPEGLSLossless, RLELossless
 
 from app import create_app
-from backends import filesystem_storage
+from backends import filesystem_storage, s3_storage
 from backends.base import StorageArea
 from tests.api.data import ct, uid
 from tests.api.test_stow import post
@@ -31,11 +32,13 @@ class CountingStorage(StorageArea):
     def __init__(self, inner: StorageArea) -> None:
         self.inner = inner
         self.read = 0
+        self.opened = 0
 
     def write(self, key: str, stream: BinaryIO) -> int:
         return self.inner.write(key, stream)
 
     def open(self, key: str) -> BinaryIO:
+        self.opened += 1
         return _Counted(self, self.inner.open(key))  # type: ignore[return-value]
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
@@ -87,16 +90,26 @@ def multiframe(st: str, se: str, sop: str, frames: int, syntax: str | None = Non
     return dicom_bytes(ds), values
 
 
-@pytest.fixture
-def counting(tmp_path: Path) -> tuple[FlaskClient, CountingStorage]:
+@pytest.fixture(params=["filesystem", "s3"])
+def counting(request: pytest.FixtureRequest,
+             tmp_path: Path) -> tuple[FlaskClient, CountingStorage]:
+    """The same app over a counted filesystem storage, then over S3 (moto's server)."""
     settings = make_settings(tmp_path)
-    storage = CountingStorage(filesystem_storage(settings.storage_path))
+    if request.param == "s3":
+        moto = request.getfixturevalue("moto_s3")
+        inner = s3_storage(bucket=f"frames-{uuid.uuid4().hex[:12]}", endpoint=moto.endpoint,
+                           region="us-east-1", access_key="testing", secret_key="testing",
+                           virtual_addressing=False, create_bucket=True)
+    else:
+        inner = filesystem_storage(settings.storage_path)
+    storage = CountingStorage(inner)
     return create_app(settings, storage=storage).test_client(), storage
 
 
 @pytest.mark.parametrize("syntax", [None, RLELossless])
 def test_one_frame_of_200_is_read_alone(counting, syntax) -> None:  # type: ignore[no-untyped-def]
-    """A frame, its conversion and its rendering read the header and that frame only."""
+    """A frame, its conversion and its rendering read the header and that frame only, by
+    ranged reads (one GET each on S3): the blob is never opened as a stream."""
     client, storage = counting
     st, se, sop = uid(), uid(), uid()
     data, values = multiframe(st, se, sop, 200, syntax)
@@ -106,11 +119,12 @@ def test_one_frame_of_200_is_read_alone(counting, syntax) -> None:  # type: igno
                 (f"{base}/frames/150", OCTET),
                 (f"{base}/frames/150/rendered", "image/png")]
     for url, accept in requests:
-        storage.read = 0
+        storage.read = storage.opened = 0
         r = client.get(url, headers={"Accept": accept})
         assert r.status_code == 200, r.data[:300]
         assert len(r.data) > 0  # the body is read lazily: count after consuming it
         assert storage.read < len(data) / 20, (url, accept, storage.read, len(data))
+        assert storage.opened == 0, (url, accept)
     ((_, frame),) = parts(client.get(f"{base}/frames/150", headers={"Accept": OCTET}))
     assert frame == values[149].tobytes()
 
@@ -163,3 +177,20 @@ def test_several_media_ranges_and_406(client: FlaskClient) -> None:
     assert r.status_code == 406 and r.is_json
     rle = parts(client.get(base, headers={"Accept": "multipart/related; type=image/dicom-rle"}))
     assert rle[0][0]["content-type"] == f"image/dicom-rle; transfer-syntax={RLELossless}"
+
+
+def test_frames_without_recorded_ranges_are_decoded(client: FlaskClient) -> None:
+    """A deflated file has no usable byte offsets (PS3.5 A.5): its frames, all of them by
+    the all-frames route, come from decoding the file."""
+    st, se, sop = uid(), uid(), uid()
+    values = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8) * 5
+    ds = ct(st, se, sop, frames=3, rows=8, columns=8, pixels=values)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    assert post(client, [out.getvalue()]).status_code == 200
+    base = f"/dicom-web/studies/{st}/series/{se}/instances/{sop}/frames"
+    every = parts(client.get(base))
+    assert [body for _, body in every] == [values[i].tobytes() for i in range(3)]
+    assert every[2][0]["content-location"].endswith("/frames/3")
+    assert client.get(f"{base}/4").status_code == 404
