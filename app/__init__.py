@@ -89,6 +89,12 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
 
 
 def error_response(status: int, body: dict[str, object], headers: dict[str, str]) -> Response:
+    """A JSON error answer; with ``HttpDescribeErrors: false`` (Orthanc) only the status is
+    told, never what went wrong."""
+    from app.services import services
+
+    if not services().settings.HttpDescribeErrors:
+        body = {key: body[key] for key in ("HttpStatus", "HttpError") if key in body}
     return Response(json.dumps(body), status=status, headers=headers,
                     content_type="application/json")
 

@@ -1,6 +1,7 @@
 """``dicomweb-server``: serve the application with gunicorn, or migrate a deployment.
 
-    dicomweb-server [serve] [--config FILE] [--workers N] [--threads N] [--port N]
+    dicomweb-server [serve] [--config FILE|FOLDER] [--workers N] [--threads N] [--port N]
+    dicomweb-server check-config FILE|FOLDER
     dicomweb-server migrate --from OLD_CONFIG --to NEW_CONFIG [--delete-source] [--batch N]
                             [--jobs N]
 
@@ -31,8 +32,9 @@ def gunicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, 
         "bind": f"{host}:{port}",
         "workers": args.workers or settings.Gunicorn.workers,
         # Threads let one worker stream a study while it answers QIDO; a server that
-        # lists itself as a remote needs that concurrency too.
-        "worker_class": "gthread",
+        # lists itself as a remote needs that concurrency too. The worker is gthread with
+        # HttpRequestTimeout applied to client sockets (app/gunicorn_worker.py).
+        "worker_class": "app.gunicorn_worker.RequestTimeoutWorker",
         "threads": args.threads or settings.Gunicorn.Threads,
         "timeout": settings.Gunicorn.Timeout,
         # Build the app once in the master and fork: workers share its pages (pydicom,
@@ -40,6 +42,9 @@ def gunicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, 
         # The index opens its connections lazily in each worker after the fork.
         "preload_app": True,
         "graceful_timeout": 30,
+        # Orthanc's KeepAlive / KeepAliveTimeout: gunicorn closes idle connections after
+        # `keepalive` seconds, and 0 turns keep-alive off (Connection: close).
+        "keepalive": settings.KeepAliveTimeout if settings.KeepAlive else 0,
         "accesslog": "-" if args.access_log else None,
         "errorlog": "-",
         "loglevel": "info",
@@ -58,6 +63,9 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
+            from app.gunicorn_worker import RequestTimeoutWorker
+
+            RequestTimeoutWorker.request_timeout = float(settings.HttpRequestTimeout)
             return create_app(settings)
 
     _Server().run()
@@ -67,11 +75,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dicomweb-server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _serve_options(parser)
-    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,check-config,migrate}")
     # Options may also follow ``serve``; SUPPRESS keeps the subparser from resetting the
     # ones given before it to their defaults.
     _serve_options(commands.add_parser("serve", help="run the server (the default)"),
                    suppress=True)
+    check = commands.add_parser(
+        "check-config", help="print what a configuration means; exit 1 on problems")
+    check.add_argument("path", metavar="FILE|FOLDER",
+                       help="an Orthanc-style JSON file, or a folder of them")
     _migrate_options(commands.add_parser(
         "migrate", help="copy every instance from one deployment to another",
         description=MIGRATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -83,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _serve_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--config", default=default,
-                        help=f"Orthanc-style JSON file (default: ${CONFIG_ENV})")
+                        help=f"Orthanc-style JSON file or folder (default: ${CONFIG_ENV})")
     parser.add_argument("--workers", type=int, default=default,
                         help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=default, help="threads per worker")
@@ -157,6 +169,13 @@ def deployment(settings: Settings) -> Deployment:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "check-config":
+        from app.check_config import check
+
+        logging.getLogger().setLevel(logging.WARNING)  # the report lists what is ignored
+        report, status = check(args.path)
+        print(report)
+        return status
     if args.command == "migrate":
         logging.getLogger().setLevel(logging.WARNING)  # the progress bar says the rest
         return migrate(args)

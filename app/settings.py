@@ -20,12 +20,17 @@ from typing import Any
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 from app.errors import ConfigurationError
+from app.vocabulary import IGNORED, suggestion
 
 log = logging.getLogger(__name__)
 
 CONFIG_ENV = "DICOMWEB_CONFIG"
 METADATA_MODES = ("Full", "MainDicomTags", "Extrapolate")
 BINARY_MODES = ("BulkDataURI", "InlineBinary", "ArrayOfValues")
+# DefaultEncoding values Orthanc accepts (Toolbox::StringToEncoding).
+ENCODINGS = ("Ascii", "Utf8", "Latin1", "Latin2", "Latin3", "Latin4", "Latin5", "Cyrillic",
+             "Windows1251", "Arabic", "Greek", "Hebrew", "Thai", "Japanese", "Chinese",
+             "JapaneseKanji", "Korean", "SimplifiedChinese")
 
 
 def strip_comments(text: str) -> str:
@@ -66,12 +71,22 @@ def _string_end(text: str, start: int) -> int:
     return len(text)
 
 
+_JSON_TYPES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               list: "an array", dict: "an object", type(None): "null"}
+
+
+def _given(value: Any) -> str:
+    """What a wrong value is, for messages: ``"yes" (a string)``."""
+    shown = json.dumps(value) if not isinstance(value, dict | list) else type(value).__name__
+    return f"{shown[:40]} ({_JSON_TYPES.get(type(value), type(value).__name__)})"
+
+
 class _Boolean(fields.Boolean):
     """JSON ``true``/``false`` only: like Orthanc, ``"yes"``, ``1`` or ``"true"`` are refused."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
         if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
+            raise ValidationError(f"expected true or false, got {_given(value)}.")
         return value
 
 
@@ -80,6 +95,19 @@ class _Integer(fields.Integer):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(f"expected an integer, got {_given(value)}.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _String(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise ValidationError(f"expected a string, got {_given(value)}.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
 
 
 def _check_tags(names: list[str]) -> None:
@@ -105,23 +133,23 @@ class DicomWebSchema(_Strict):
     """The ``DicomWeb`` section of reference §2.1 (server and client options)."""
 
     Enable = _Boolean(load_default=True)
-    Root = fields.String(load_default="/dicom-web/")
+    Root = _String(load_default="/dicom-web/")
     EnableWado = _Boolean(load_default=True)
-    WadoRoot = fields.String(load_default="/wado")
+    WadoRoot = _String(load_default="/wado")
     Ssl = _Boolean(load_default=False)
-    Host = fields.String(load_default="")
-    PublicRoot = fields.String(load_default=None, allow_none=True)
+    Host = _String(load_default="")
+    PublicRoot = _String(load_default=None, allow_none=True)
     QidoCaseSensitive = _Boolean(load_default=None, allow_none=True)
-    StudiesMetadata = fields.String(load_default="Full", validate=validate.OneOf(METADATA_MODES))
-    SeriesMetadata = fields.String(load_default="Full", validate=validate.OneOf(METADATA_MODES))
-    StudiesMetadataExtrapolatedTags = fields.List(fields.String(), load_default=list,
+    StudiesMetadata = _String(load_default="Full", validate=validate.OneOf(METADATA_MODES))
+    SeriesMetadata = _String(load_default="Full", validate=validate.OneOf(METADATA_MODES))
+    StudiesMetadataExtrapolatedTags = fields.List(_String(), load_default=list,
                                                   validate=_check_tags)
-    SeriesMetadataExtrapolatedTags = fields.List(fields.String(), load_default=list,
+    SeriesMetadataExtrapolatedTags = fields.List(_String(), load_default=list,
                                                  validate=_check_tags)
     # Removed from Orthanc's plugin in 1.0 (reference §2.1); old files still carry them.
     StowMaxInstances = _Integer(load_default=10)
     StowMaxSize = _Integer(load_default=10)
-    OtherBinaryMode = fields.String(load_default="BulkDataURI",
+    OtherBinaryMode = _String(load_default="BulkDataURI",
                                     validate=validate.OneOf(BINARY_MODES))
     Servers = fields.Raw(load_default=dict)
     ServersInDatabase = _Boolean(load_default=False)
@@ -143,24 +171,24 @@ class GunicornSchema(_Strict):
 class AwsS3StorageSchema(_Strict):
     """Orthanc's S3 object-storage plugin section; present = blobs go to S3."""
 
-    BucketName = fields.String(required=True)
-    Region = fields.String(load_default=None, allow_none=True)
-    AccessKey = fields.String(load_default=None, allow_none=True)
-    SecretKey = fields.String(load_default=None, allow_none=True)
-    Endpoint = fields.String(load_default=None, allow_none=True)
+    BucketName = _String(required=True)
+    Region = _String(load_default=None, allow_none=True)
+    AccessKey = _String(load_default=None, allow_none=True)
+    SecretKey = _String(load_default=None, allow_none=True)
+    Endpoint = _String(load_default=None, allow_none=True)
     VirtualAddressing = _Boolean(load_default=True)
     ConnectionTimeout = _Integer(load_default=30, validate=validate.Range(min=1))
     RequestTimeout = _Integer(load_default=1200, validate=validate.Range(min=1))
-    RootPath = fields.String(load_default="")
+    RootPath = _String(load_default="")
     CreateBucket = _Boolean(load_default=False)  # ours: create the bucket at start-up
     # Ours: attempts per S3 request (the first included) before answering 503.
     MaxAttempts = _Integer(load_default=5, validate=validate.Range(min=1))
     # Orthanc plugin keys accepted and ignored here (docs/conformance.md).
-    StorageStructure = fields.String(load_default="flat")
+    StorageStructure = _String(load_default="flat")
     MigrationFromFileSystemEnabled = _Boolean(load_default=False)
     EnableAwsSdkLogs = _Boolean(load_default=False)
     StorageEncryption = fields.Raw(load_default=None, allow_none=True)
-    HybridMode = fields.String(load_default="Disabled")
+    HybridMode = _String(load_default="Disabled")
     UseTransferManager = _Boolean(load_default=False)
     TransferPoolSize = _Integer(load_default=10)
     TransferBufferSize = _Integer(load_default=5)
@@ -171,19 +199,19 @@ class PostgreSQLSchema(_Strict):
 
     EnableIndex = _Boolean(load_default=False)
     EnableStorage = _Boolean(load_default=False)
-    Host = fields.String(load_default="localhost")
+    Host = _String(load_default="localhost")
     Port = _Integer(load_default=5432, validate=validate.Range(min=1, max=65535))
-    Database = fields.String(load_default="orthanc")
-    Username = fields.String(load_default="orthanc")
-    Password = fields.String(load_default="")
-    ConnectionUri = fields.String(load_default=None, allow_none=True)
+    Database = _String(load_default="orthanc")
+    Username = _String(load_default="orthanc")
+    Password = _String(load_default="")
+    ConnectionUri = _String(load_default=None, allow_none=True)
     IndexConnectionsCount = _Integer(load_default=10, validate=validate.Range(min=1))
     # Orthanc plugin keys accepted and ignored here (docs/conformance.md).
     EnableSsl = _Boolean(load_default=False)
     Lock = _Boolean(load_default=True)
     MaximumConnectionRetries = _Integer(load_default=10)
     ConnectionRetryInterval = _Integer(load_default=5)
-    TransactionMode = fields.String(load_default="SERIALIZABLE")
+    TransactionMode = _String(load_default="SERIALIZABLE")
     EnableVerboseLogs = _Boolean(load_default=False)
     HousekeepingInterval = _Integer(load_default=1)
 
@@ -192,15 +220,44 @@ class SettingsSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    Name = fields.String(load_default="DICOMweb")
+    Name = _String(load_default="DICOMweb")
     HttpPort = _Integer(load_default=8042, validate=validate.Range(min=0, max=65535))
     RemoteAccessEnabled = _Boolean(load_default=False)
     RemoteAccessAllowed = _Boolean(load_default=False)  # Orthanc's name for the same switch
-    StorageDirectory = fields.String(load_default="OrthancStorage")
-    IndexDirectory = fields.String(load_default=None, allow_none=True)
-    DefaultEncoding = fields.String(load_default="Latin1")
+    StorageDirectory = _String(load_default="OrthancStorage")
+    IndexDirectory = _String(load_default=None, allow_none=True)
+    DefaultEncoding = _String(load_default="Latin1", validate=validate.OneOf(ENCODINGS))
     CaseSensitivePN = _Boolean(load_default=False)
     ReadOnly = _Boolean(load_default=False)
+    # Orthanc's options that change what DICOMweb answers (docs/configuration.md).
+    StorageCompression = _Boolean(load_default=False)
+    MaximumStorageSize = _Integer(load_default=0, validate=validate.Range(min=0))  # MB
+    MaximumPatientCount = _Integer(load_default=0, validate=validate.Range(min=0))
+    MaximumStorageMode = _String(load_default="Recycle",
+                                       validate=validate.OneOf(("Recycle", "Reject")))
+    OverwriteInstances = _Boolean(load_default=False)
+    HttpDescribeErrors = _Boolean(load_default=True)
+    LimitFindResults = _Integer(load_default=0, validate=validate.Range(min=0))
+    LimitFindInstances = _Integer(load_default=0, validate=validate.Range(min=0))
+    Dictionary = fields.Dict(keys=_String(), values=fields.List(fields.Raw()),
+                             load_default=dict)
+    DefaultPrivateCreator = _String(load_default="")
+    LoadPrivateDictionary = _Boolean(load_default=True)
+    ExtraMainDicomTags = fields.Dict(keys=_String(validate=validate.OneOf(
+        ("Patient", "Study", "Series", "Instance"))), values=fields.List(_String()),
+        load_default=dict)
+    # Security: recognised, and start-up stops when they would turn protection on that this
+    # server does not provide yet (fail closed, see _check_security).
+    AuthenticationEnabled = _Boolean(load_default=None, allow_none=True)
+    RegisteredUsers = fields.Dict(keys=_String(), values=_String(), load_default=dict)
+    SslEnabled = _Boolean(load_default=False)
+    SslCertificate = _String(load_default="certificate.pem")
+    SslVerifyPeers = _Boolean(load_default=False)
+    SslTrustedClientCertificates = _String(load_default="")
+    HttpTimeout = _Integer(load_default=60, validate=validate.Range(min=0))
+    HttpRequestTimeout = _Integer(load_default=30, validate=validate.Range(min=0))
+    KeepAlive = _Boolean(load_default=True)
+    KeepAliveTimeout = _Integer(load_default=1, validate=validate.Range(min=0))
     DicomWeb = fields.Nested(DicomWebSchema, load_default=lambda: DicomWebSchema().load({}))
     Gunicorn = fields.Nested(GunicornSchema, load_default=lambda: GunicornSchema().load({}))
     AwsS3Storage = fields.Nested(AwsS3StorageSchema, load_default=None, allow_none=True)
@@ -208,6 +265,9 @@ class SettingsSchema(Schema):
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> Settings:
+        for key in ("AuthenticationEnabled", "RegisteredUsers", "SslEnabled", "SslCertificate",
+                    "SslVerifyPeers", "SslTrustedClientCertificates"):
+            data.pop(key)  # checked by _check_security, not kept
         data["DicomWeb"] = DicomWeb(**data["DicomWeb"])
         data["Gunicorn"] = Gunicorn(**data["Gunicorn"])
         if data["AwsS3Storage"] is not None:
@@ -326,11 +386,28 @@ class Settings:
     DefaultEncoding: str = "Latin1"
     CaseSensitivePN: bool = False
     ReadOnly: bool = False
+    StorageCompression: bool = False
+    MaximumStorageSize: int = 0
+    MaximumPatientCount: int = 0
+    MaximumStorageMode: str = "Recycle"
+    OverwriteInstances: bool = False
+    HttpDescribeErrors: bool = True
+    LimitFindResults: int = 0
+    LimitFindInstances: int = 0
+    Dictionary: dict[str, list[Any]] = field(default_factory=dict)
+    DefaultPrivateCreator: str = ""
+    LoadPrivateDictionary: bool = True
+    ExtraMainDicomTags: dict[str, list[str]] = field(default_factory=dict)
+    HttpTimeout: int = 60
+    HttpRequestTimeout: int = 30
+    KeepAlive: bool = True
+    KeepAliveTimeout: int = 1
     DicomWeb: DicomWeb = field(default_factory=DicomWeb)
     Gunicorn: Gunicorn = field(default_factory=Gunicorn)
     AwsS3Storage: AwsS3Storage | None = None
     PostgreSQL: PostgreSQL | None = None
     source: str = "<defaults>"
+    ignored: tuple[tuple[str, str], ...] = ()  # (key, reason) of the Orthanc keys not used
 
     @property
     def remote_access(self) -> bool:
@@ -355,30 +432,94 @@ class Settings:
 
 
 KNOWN_TOP_LEVEL = set(SettingsSchema().fields)
+SECTIONS: dict[str, type[Schema]] = {"DicomWeb": DicomWebSchema, "Gunicorn": GunicornSchema,
+                                     "AwsS3Storage": AwsS3StorageSchema,
+                                     "PostgreSQL": PostgreSQLSchema}
 
 
-def parse_settings(data: dict[str, Any], source: str = "<dict>") -> Settings:
-    """Validate a decoded configuration; errors name the source and the key."""
+def ignored_keys(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, reason) of the Orthanc keys present that this server does not use."""
+    return [(key, IGNORED[key]) for key in sorted(data) if key in IGNORED]
+
+
+def parse_settings(data: dict[str, Any], source: str = "<dict>",
+                   origins: dict[str, str] | None = None) -> Settings:
+    """Validate a decoded configuration; errors name the file, the key and, for an unknown
+    key, the closest known one. ``origins`` maps each top-level key to the file defining it
+    (a configuration folder)."""
     if not isinstance(data, dict):
         raise ConfigurationError(f"{source}: the configuration must be a JSON object")
-    for key in sorted(set(data) - KNOWN_TOP_LEVEL):
-        log.info("%s: configuration key %r is not used by this server, ignored", source, key)
+    origins = origins or {}
+    unknown = sorted(set(data) - KNOWN_TOP_LEVEL - set(IGNORED))
+    if unknown:
+        raise ConfigurationError("; ".join(
+            f"{origins.get(key, source)}: unknown configuration key \"{key}\""
+            f"{suggestion(key, KNOWN_TOP_LEVEL | set(IGNORED))}" for key in unknown))
+    _log_ignored(data, source)
     try:
-        settings: Settings = SettingsSchema().load(data)
+        settings: Settings = SettingsSchema().load({k: v for k, v in data.items()
+                                                    if k in KNOWN_TOP_LEVEL})
     except ValidationError as exc:
-        raise ConfigurationError(f"{source}: {_describe(exc.messages)}") from None
-    return replace(settings, source=source)
+        raise ConfigurationError("; ".join(_problems(exc.messages, source, origins))) from None
+    _check_security(data, source)
+    return replace(settings, source=source, ignored=tuple(ignored_keys(data)))
 
 
-def _describe(messages: Any, prefix: str = "") -> str:
-    """Flatten marshmallow's nested messages into ``Section.Key: problem`` lines."""
+def _log_ignored(data: dict[str, Any], source: str) -> None:
+    """One line per reason, naming the keys it covers."""
+    by_reason: dict[str, list[str]] = {}
+    for key, reason in ignored_keys(data):
+        by_reason.setdefault(reason, []).append(key)
+    for reason, keys in by_reason.items():
+        log.info("%s: ignored %s: %s", source, ", ".join(keys), reason)
+
+
+def _check_security(data: dict[str, Any], source: str) -> None:
+    """Fail closed: Orthanc turns HTTP authentication on by default when remote access is
+    allowed, and TLS when SslEnabled is set; this server offers neither yet, so it refuses
+    to start rather than serve patient data unprotected."""
+    remote = bool(data.get("RemoteAccessAllowed") or data.get("RemoteAccessEnabled"))
+    auth = data.get("AuthenticationEnabled")
+    if auth is True or (auth is None and remote):
+        why = "is true" if auth else "defaults to true because RemoteAccessAllowed is true"
+        raise ConfigurationError(
+            f"{source}: AuthenticationEnabled {why}, and HTTP authentication is not "
+            "available in this server yet; put it behind an authenticating reverse proxy and "
+            'set "AuthenticationEnabled": false explicitly')
+    if data.get("SslEnabled") is True:
+        raise ConfigurationError(
+            f"{source}: SslEnabled is true, and TLS is not available in this server yet; "
+            'terminate TLS in a reverse proxy and set "SslEnabled": false')
+
+
+def _problems(messages: Any, source: str, origins: dict[str, str]) -> list[str]:
+    """marshmallow's nested messages as ``file: Section.Key: problem`` lines."""
+    out = []
+    for key, value in messages.items():
+        where = origins.get(key, source)
+        schema = SECTIONS.get(key)
+        if schema is not None and isinstance(value, dict):
+            known = set(schema().fields)
+            for line in _flatten(value, f"{key}."):
+                name, _, problem = line.partition(": ")
+                inner = name.split(".")[-1]
+                if problem == "Unknown field.":
+                    problem = f"unknown key{suggestion(inner, known)}"
+                out.append(f"{where}: {name}: {problem}")
+        else:
+            out.extend(f"{where}: {line}" for line in _flatten(value, f"{key}."))
+    return out
+
+
+def _flatten(messages: Any, prefix: str = "") -> list[str]:
+    """Nested marshmallow messages into ``Section.Key: problem`` lines."""
     if isinstance(messages, dict):
         # "_schema" is marshmallow's key for errors about a whole section (not an object).
-        return "; ".join(_describe(v, prefix if k == "_schema" else f"{prefix}{k}.")
-                         for k, v in messages.items())
+        return [line for k, v in messages.items()
+                for line in _flatten(v, prefix if k == "_schema" else f"{prefix}{k}.")]
     if isinstance(messages, list) and messages and isinstance(messages[0], str):
-        return f"{prefix.rstrip('.')}: {' '.join(messages)}"
-    return f"{prefix.rstrip('.')}: {messages}"
+        return [f"{prefix.rstrip('.')}: {' '.join(messages)}"]
+    return [f"{prefix.rstrip('.')}: {messages}"]
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -391,6 +532,33 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     if not path:
         return parse_settings({"StorageDirectory": "data/storage",
                                "IndexDirectory": "data/index"}, "<defaults>")
+    data, origins = read_configuration(path)
+    return parse_settings(data, str(path), origins)
+
+
+def read_configuration(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The decoded configuration of a file, or of a folder as Orthanc reads one: every
+    ``*.json`` in it (not recursive) merged at the top level, a key defined in two files
+    being an error naming both. Returns the data and the file each top-level key came from."""
+    if not Path(path).is_dir():
+        data = read_file(path)
+        return data, dict.fromkeys(data, str(path))
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    files = sorted(p for p in Path(path).iterdir() if p.suffix == ".json" and p.is_file())
+    if not files:
+        raise ConfigurationError(f"{path}: no *.json configuration file in this folder")
+    for file in files:
+        for key, value in read_file(file).items():
+            if key in origins:
+                raise ConfigurationError(
+                    f'configuration key "{key}" is defined in both {origins[key]} and {file}')
+            merged[key], origins[key] = value, str(file)
+    return merged, origins
+
+
+def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One JSON file with comments; errors name the file."""
     source = str(path)
     try:
         # utf-8-sig: a byte order mark left by a Windows editor is not an error.
@@ -404,4 +572,6 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         data = json.loads(strip_comments(text))
     except (ValueError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"{source}: not valid JSON ({exc})") from None
-    return parse_settings(data, source)
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{source}: the configuration must be a JSON object")
+    return data

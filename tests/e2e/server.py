@@ -36,6 +36,12 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.root = f"http://127.0.0.1:{self.port}/dicom-web"
 
+    def use_config(self, path: Path) -> Server:
+        """Serve with this configuration file or folder instead of the generated one (it
+        must set ``HttpPort`` to :attr:`port` and keep its data under :attr:`workdir`)."""
+        self.args[1] = str(path)
+        return self
+
     def start(self, timeout: float = 30) -> Server:
         log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", *self.args],

@@ -42,12 +42,19 @@ def test_defaults_bind_loopback_on_8042() -> None:
     assert opts["workers"] == 2 * (os.cpu_count() or 1)
     assert opts["threads"] == 2
     assert opts["timeout"] == 300
-    assert opts["worker_class"] == "gthread"
+    assert opts["worker_class"] == "app.gunicorn_worker.RequestTimeoutWorker"
     assert opts["accesslog"] is None
+    assert opts["keepalive"] == 1  # Orthanc's KeepAliveTimeout default
+
+
+def test_keep_alive_settings() -> None:
+    assert options({"KeepAliveTimeout": 7})["keepalive"] == 7
+    assert options({"KeepAlive": False, "KeepAliveTimeout": 7})["keepalive"] == 0
 
 
 def test_remote_access_binds_every_interface() -> None:
-    assert options({"RemoteAccessEnabled": True})["bind"] == "0.0.0.0:8042"
+    remote = {"RemoteAccessEnabled": True, "AuthenticationEnabled": False}
+    assert options(remote)["bind"] == "0.0.0.0:8042"
 
 
 def test_remote_access_false_stays_on_loopback() -> None:

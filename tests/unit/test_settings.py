@@ -23,6 +23,7 @@ from app.settings import (
     parse_settings,
     strip_comments,
 )
+from app.vocabulary import SECURITY
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "settings.example.json"
 S3_PG_EXAMPLE = EXAMPLE.with_name("settings.s3-postgresql.example.json")
@@ -162,7 +163,7 @@ def test_example_values_behave_as_the_defaults(monkeypatch: pytest.MonkeyPatch) 
     assert example.DicomWeb.public_root == defaults.DicomWeb.public_root
     assert example.qido_case_sensitive == defaults.qido_case_sensitive
     for key in set(SettingsSchema().fields) - {"StorageDirectory", "IndexDirectory",
-                                               "DicomWeb", "Gunicorn"}:
+                                               "DicomWeb", "Gunicorn"} - set(SECURITY):
         assert getattr(example, key) == getattr(defaults, key), key
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     no_file = load_settings()
@@ -274,52 +275,100 @@ def test_several_problems_are_all_reported(tmp_path: Path) -> None:
     assert "DicomWeb.Ssl:" in message
 
 
-def test_unknown_top_level_keys_are_accepted_and_logged(
+def test_orthanc_keys_that_do_not_apply_are_accepted_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path, json.dumps({
         "HttpPort": 9000, "Plugins": ["/usr/share/orthanc/plugins"],
-        "RegisteredUsers": {"alice": "secret"}, "DicomAet": "ORTHANC",
+        "RegisteredUsers": {"alice": "secret"}, "DicomAet": "ORTHANC", "DicomPort": 4242,
     }))
     with caplog.at_level(logging.INFO, logger="app.settings"):
         settings = load_settings(path)
     assert settings.HttpPort == 9000
     logged = caplog.text
-    for key in ("Plugins", "RegisteredUsers", "DicomAet"):
-        assert repr(key) in logged
+    assert "Plugins" in logged and "Orthanc plugins" in logged
+    # One line per reason: both DIMSE keys on the same line, with why.
+    (dimse,) = [line for line in logged.splitlines() if "DicomAet" in line]
+    assert "DicomPort" in dimse and "DIMSE" in dimse
     assert str(path) in logged
     assert "secret" not in logged  # values are never logged
-    assert "'HttpPort'" not in logged
+    assert "HttpPort" not in logged
+    assert dict(settings.ignored)["DicomAet"].startswith("the DICOM network protocol")
 
 
-def test_parse_settings_refuses_a_non_object() -> None:
-    with pytest.raises(ConfigurationError, match="must be a JSON object"):
-        parse_settings([1, 2], "list.json")  # type: ignore[arg-type]
-
-
-def test_top_level_array_in_a_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "[ 1, 2 ] // not an object")
-    with pytest.raises(ConfigurationError, match="JSON object") as info:
+@pytest.mark.parametrize("key,hint", [
+    ("OverwriteInstance", "OverwriteInstances"), ("HttpPorts", "HttpPort"),
+    ("storagedirectory", "StorageDirectory"), ("DicomAett", "DicomAet"),
+])
+def test_unknown_key_stops_with_a_suggestion(tmp_path: Path, key: str, hint: str) -> None:
+    path = write(tmp_path, json.dumps({key: 1}))
+    with pytest.raises(ConfigurationError) as info:
         load_settings(path)
-    assert str(path) in str(info.value)
+    message = str(info.value)
+    assert str(path) in message and f'"{key}"' in message and f'did you mean "{hint}"' in message
 
 
-def test_invalid_json_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, '{ "HttpPort" : 8042, }')
-    with pytest.raises(ConfigurationError, match="not valid JSON") as info:
+def test_unknown_key_in_a_section_gets_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({"DicomWeb": {"SeriesMetadataa": "Full"}}))
+    expected = 'DicomWeb.SeriesMetadataa: unknown key .did you mean "SeriesMetadata"'
+    with pytest.raises(ConfigurationError, match=expected):
         load_settings(path)
-    assert str(path) in str(info.value)
 
 
-def test_missing_file_names_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "absent.json"
-    with pytest.raises(ConfigurationError, match="cannot read") as info:
-        load_settings(path)
-    assert str(path) in str(info.value)
+@pytest.mark.parametrize("data,expected", [
+    ({"HttpPort": "8042"}, 'HttpPort: expected an integer, got "8042" (a string)'),
+    ({"ReadOnly": "yes"}, 'ReadOnly: expected true or false, got "yes" (a string)'),
+    ({"Name": 3}, "Name: expected a string, got 3 (an integer)"),
+    ({"DicomWeb": {"Enable": 1}}, "DicomWeb.Enable: expected true or false, got 1 (an integer)"),
+])
+def test_wrong_types_name_the_expected_type(data: dict, expected: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_settings(data, "cfg.json")
+    assert expected in str(info.value)
 
 
-def test_directory_instead_of_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="cannot read") as info:
+def test_folder_merges_every_json_file(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text('{"HttpPort": 9001 // comment\n}')
+    (tmp_path / "b.json").write_text('{"DicomWeb": {"Root": "/web/"}}')
+    (tmp_path / "notes.txt").write_text("not configuration")
+    settings = load_settings(tmp_path)
+    assert settings.HttpPort == 9001 and settings.DicomWeb.root == "/web/"
+
+
+def test_folder_key_defined_twice_names_both_files(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text('{"HttpPort": 9001}')
+    (tmp_path / "b.json").write_text('{"HttpPort": 9002}')
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(tmp_path)
+    assert "a.json" in str(info.value) and "b.json" in str(info.value)
+
+
+def test_folder_errors_name_the_file_of_the_key(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text('{"HttpPort": 9001}')
+    (tmp_path / "b.json").write_text('{"ReadOnly": "no"}')
+    with pytest.raises(ConfigurationError, match=r"b\.json: ReadOnly: expected true or false"):
+        load_settings(tmp_path)
+
+
+@pytest.mark.parametrize("data,problem", [
+    ({"AuthenticationEnabled": True}, "AuthenticationEnabled is true"),
+    ({"RemoteAccessAllowed": True}, "defaults to true because RemoteAccessAllowed"),
+    ({"SslEnabled": True}, "SslEnabled is true"),
+])
+def test_security_options_it_cannot_honour_stop_start_up(data: dict, problem: str) -> None:
+    """Fail closed: never serve without the protection the configuration asks for."""
+    with pytest.raises(ConfigurationError, match=problem):
+        parse_settings(data)
+
+
+def test_remote_access_with_authentication_explicitly_off_starts() -> None:
+    settings = parse_settings({"RemoteAccessAllowed": True, "AuthenticationEnabled": False,
+                               "RegisteredUsers": {"alice": "x"}})
+    assert settings.remote_access
+
+
+def test_empty_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no \\*.json") as info:
         load_settings(tmp_path)
     assert str(tmp_path) in str(info.value)
 
