@@ -30,6 +30,7 @@ def create_app(
     they are built from the settings.
     """
     settings = settings or load_settings()
+    configure_dicom(settings)
     app = Flask(__name__)
     app.json.sort_keys = False  # DICOM JSON keeps tag order
     app.extensions[EXTENSION] = Services(
@@ -43,8 +44,29 @@ def create_app(
     return app
 
 
+def configure_dicom(settings: Settings) -> None:
+    """Process-wide DICOM knowledge from the configuration, before anything is ingested or
+    parsed: Orthanc's Dictionary (tags, VRs, keywords, private creators), then
+    ExtraMainDicomTags (which may name keywords the Dictionary defines)."""
+    from app.dicom import dictionary
+    from app.dicom.levels import configure_extra_tags
+
+    dictionary.configure(settings.Dictionary, settings.DefaultPrivateCreator,
+                         settings.LoadPrivateDictionary, settings.DefaultEncoding)
+    configure_extra_tags(settings.ExtraMainDicomTags)
+
+
 def build_storage(settings: Settings) -> StorageArea:
-    """S3 when an ``AwsS3Storage`` section is present (Orthanc's S3 plugin), else files."""
+    """S3 when an ``AwsS3Storage`` section is present (Orthanc's S3 plugin), else files;
+    zlib-compressed blobs with ``StorageCompression`` (either way)."""
+    from backends import compressed_storage
+
+    # Always wrapped: a blob's key says whether it is compressed, so turning the option
+    # off leaves the compressed files readable, and plain blobs cost nothing extra.
+    return compressed_storage(_base_storage(settings), settings.StorageCompression)
+
+
+def _base_storage(settings: Settings) -> StorageArea:
     s3 = settings.AwsS3Storage
     if s3 is None:
         return filesystem_storage(settings.storage_path)

@@ -60,7 +60,7 @@ def _validators() -> list[tuple[str, Any]]:
 
     return [
         ("Dictionary", lambda s: dictionary.validate(
-            s.Dictionary, s.DefaultPrivateCreator)),
+            s.Dictionary, s.DefaultPrivateCreator, s.DefaultEncoding)),
         ("ExtraMainDicomTags", lambda s: levels.validate_extra_tags(s.ExtraMainDicomTags)),
     ]
 

@@ -140,6 +140,9 @@ def migrate(args: argparse.Namespace) -> int:
         old, new = load_settings(args.source), load_settings(args.target)
         if same_index(old, new):
             raise ConfigurationError("--from and --to use the same index")
+        from app import configure_dicom
+
+        configure_dicom(new)  # records are built for the target: its dictionary and tags
         source, target = deployment(old), deployment(new)
     except (ConfigurationError, ValueError) as exc:
         print(f"dicomweb-server: configuration error: {exc}", file=sys.stderr)
@@ -185,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
     except ConfigurationError as exc:
         print(f"dicomweb-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from app.check_config import extra_problems
+
+    problems = extra_problems(settings)  # Dictionary, ExtraMainDicomTags: before gunicorn
+    if problems:
+        print(f"dicomweb-server: configuration error: {'; '.join(problems)}", file=sys.stderr)
         return 2
     serve(settings, args)
     return 0

@@ -1,7 +1,8 @@
 """QIDO-RS (PS3.18 §10.6): the six search routes.
 
 Parsing lives in ``app.dicom.query``, answer building in ``app.dicom.search``; the
-index does the matching.
+index does the matching. ``LimitFindResults`` (studies, series) and ``LimitFindInstances``
+cap an answer; a cut answer carries the Warning of PS3.18 §8.3.4.4.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ def _search(level: Level, study: str | None = None, series: str | None = None) -
         check_uid(series, "SeriesInstanceUID")
     fmt = negotiation.negotiate_search(request.headers.get("Accept"))
     svc = services()
+    settings = svc.settings
     parsed = query.parse_qido(level, query_pairs(), study_uid=study, series_uid=series,
-                              case_sensitive=svc.settings.qido_case_sensitive)
-    base = request_base_url()
-    answers = search.build_answers(svc.index.search(parsed.query), parsed, base)
-    headers = _warning(parsed, svc.settings.Name)
+                              case_sensitive=settings.qido_case_sensitive)
+    cap = search.result_cap(level, settings.LimitFindResults, settings.LimitFindInstances)
+    results, cut = search.apply_cap(svc.index.search(search.capped_query(parsed.query, cap)),
+                                    cap)
+    answers = search.build_answers(results, parsed, request_base_url())
+    texts = query.warning_texts(parsed) + ([search.CAPPED_WARNING] if cut else [])
+    headers = _warning(texts, settings.Name)
     if fmt == "xml":
         parts = (({"Content-Type": "application/dicom+xml"}, [json_to_xml(a)]) for a in answers)
         return multipart_response("application/dicom+xml", parts, headers=headers)
@@ -37,9 +42,8 @@ def _search(level: Level, study: str | None = None, series: str | None = None) -
                     headers=headers)
 
 
-def _warning(parsed: query.QidoRequest, agent: str) -> dict[str, str]:
-    """``Warning: 299 <service>: <text>`` for what the server ignored (PS3.18 §8.3.4)."""
-    texts = query.warning_texts(parsed)
+def _warning(texts: list[str], agent: str) -> dict[str, str]:
+    """``Warning: 299 <service>: <text>`` for what the server ignored or cut (PS3.18 §8.3.4)."""
     if not texts:
         return {}
     agent = "".join(c for c in agent if c.isalnum() or c in "-_.") or "dicomweb"

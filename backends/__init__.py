@@ -30,6 +30,14 @@ def s3_storage(**options: object) -> StorageArea:
     return S3Storage(**options)  # type: ignore[arg-type]
 
 
+def compressed_storage(inner: StorageArea, compress: bool = True) -> StorageArea:
+    """``inner`` with new blobs zlib-compressed when ``compress`` (``StorageCompression``);
+    blobs of either kind, stored before or after a change, read back unchanged."""
+    from backends.storage_compressed import CompressedStorage
+
+    return CompressedStorage(inner, compress=compress)
+
+
 def postgres_index(dsn: str, **options: Any) -> Index:
     """The shared index: a PostgreSQL database (libpq conninfo or URI; see :func:`postgres_dsn`).
 

@@ -8,6 +8,10 @@ answers from, the full DICOM JSON metadata (BulkDataURIs relative to the server 
 see ``dicomjson.rebase``), the Orthanc ids and the byte ranges of every frame in the
 stored file (:mod:`app.dicom.frames`), so that a frame is later served with ranged
 reads and no decoding.
+
+Text of a file without Specific Character Set (0008,0005) is decoded with the
+``DefaultEncoding`` of the settings (Orthanc does the same), given as ``encoding`` or
+else the one :func:`app.dicom.dictionary.configure` was given.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from app.dicom import rawjson
+from app.dicom import dictionary, rawjson
 from app.dicom.dicomjson import (
     BINARY_VRS,
     PIXEL_DATA,
@@ -34,7 +38,7 @@ from app.dicom.dicomjson import (
 )
 from app.dicom.frames import DEFLATED, DatasetAttributes, Frames, JsonAttributes, frame_ranges
 from app.dicom.identifiers import is_valid_uid, orthanc_ids
-from app.dicom.levels import SERIES_LEVEL, STUDY_LEVEL
+from app.dicom.levels import SERIES_LEVEL, STUDY_LEVEL, add_extra_tags
 from backends.base import DicomJson, InstanceRecord, Level
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,8 @@ MAX_INDEXED_ATTRIBUTE = 8 * 1024
 _NATIVE = frozenset({IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE})
 _REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID")
 _REQUIRED_TAGS = ("0020000D", "0020000E", "00080016", "00080018")  # the same, as JSON keys
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_PYDICOM_DEFAULT_CODECS = (["iso8859"], ["latin_1"])  # what pydicom decodes with anyway
 
 
 class IngestError(Exception):
@@ -75,8 +81,9 @@ class IngestError(Exception):
         self.sop_instance_uid = sop_instance_uid
 
 
-def read_instance(f: BinaryIO) -> Dataset:
-    """Parse a DICOM file (preamble and meta header optional), values > 64 KB deferred.
+def read_instance(f: BinaryIO, encoding: str | None = None) -> Dataset:
+    """Parse a DICOM file (preamble and meta header optional), values > 64 KB deferred;
+    text decoded with ``encoding`` (a DefaultEncoding name) if the file does not say.
 
     Raises :class:`IngestError` (0xC000) for anything unparseable or without the
     four UIDs of PS3.18 §10.5.1 as valid UIDs.
@@ -90,8 +97,21 @@ def read_instance(f: BinaryIO) -> Dataset:
             ds = pydicom.dcmread(f, force=True)
     except Exception as exc:  # any parser failure is the client's file
         raise IngestError(CANNOT_UNDERSTAND, f"Cannot parse DICOM: {exc}") from exc
+    _default_character_set(ds, encoding or dictionary.default_encoding())
     _required_uids(ds)
     return ds
+
+
+def _default_character_set(ds: Dataset, encoding: str) -> None:
+    """Decode a data set without Specific Character Set with the codecs of ``encoding``
+    (nested items inherit them, as they would its Specific Character Set)."""
+    codecs = dictionary.charset_codecs(encoding)
+    if _SPECIFIC_CHARACTER_SET in ds or codecs in _PYDICOM_DEFAULT_CODECS:
+        return
+    # pydicom has no public way to set the encoding a data set inherits; its elements
+    # are converted later (on access), with this one.
+    ds._parent_encoding = codecs
+    ds.set_original_encoding(*ds.original_encoding, character_encoding=codecs)
 
 
 def _uid_value(ds: Dataset, keyword: str) -> str | None:
@@ -134,28 +154,33 @@ def transfer_syntax(ds: Dataset) -> str:
 
 
 def build_record(
-    f: BinaryIO, *, storage_key: str, size: int, binary_mode: str = "BulkDataURI"
+    f: BinaryIO, *, storage_key: str, size: int, binary_mode: str = "BulkDataURI",
+    encoding: str | None = None,
 ) -> InstanceRecord:
     """Everything the index keeps about the instance in ``f`` (positioned at its start).
 
     Read straight from the bytes by :mod:`app.dicom.rawjson` when it can (the common
     Explicit VR Little Endian file), else with pydicom; both give the same record.
+    ``encoding``: DefaultEncoding (Orthanc name), None for the configured one.
     """
     start = f.tell()
+    encoding = encoding or dictionary.default_encoding()
     record = direct_record(f, start, storage_key=storage_key, size=size,
-                           binary_mode=binary_mode)
+                           binary_mode=binary_mode, encoding=encoding)
     if record is not None:
         return record
     f.seek(start)
-    return pydicom_record(f, storage_key=storage_key, size=size, binary_mode=binary_mode)
+    return pydicom_record(f, storage_key=storage_key, size=size, binary_mode=binary_mode,
+                          encoding=encoding)
 
 
 def pydicom_record(
-    f: BinaryIO, *, storage_key: str, size: int, binary_mode: str = "BulkDataURI"
+    f: BinaryIO, *, storage_key: str, size: int, binary_mode: str = "BulkDataURI",
+    encoding: str | None = None,
 ) -> InstanceRecord:
     """:func:`build_record` with pydicom reading the file (any file it can read)."""
     start = f.tell()
-    ds = read_instance(f)
+    ds = read_instance(f, encoding)
     study, series, sop_class, sop = _required_uids(ds)
     try:
         syntax = transfer_syntax(ds)
@@ -175,15 +200,17 @@ def pydicom_record(
 
 
 def direct_record(
-    f: BinaryIO, start: int, *, storage_key: str, size: int, binary_mode: str = "BulkDataURI"
+    f: BinaryIO, start: int, *, storage_key: str, size: int, binary_mode: str = "BulkDataURI",
+    encoding: str | None = None,
 ) -> InstanceRecord | None:
     """:func:`build_record` by :mod:`app.dicom.rawjson`; None where it declines, and where
     anything is wrong with the file (pydicom then decides how to report it)."""
+    codecs = dictionary.charset_codecs(encoding or dictionary.default_encoding())
     with _file_bytes(f) as buf:
         if buf is None:
             return None
         try:
-            raw = rawjson.read_file(buf, start, binary_mode)
+            raw = rawjson.read_file(buf, start, binary_mode, codecs)
             uids = [_json_uid(raw.json, tag) for tag in _REQUIRED_TAGS]
             if not all(is_valid_uid(uid) for uid in uids):
                 return None
@@ -277,4 +304,6 @@ def split_levels(full: DicomJson, *, all_small: bool = False) -> dict[Level, Dic
             series[key] = entry
         elif all_small or len(json_dumps(entry)) <= MAX_INDEXED_ATTRIBUTE:
             instance[key] = entry
-    return {Level.STUDY: study, Level.SERIES: series, Level.INSTANCE: instance}
+    split = {Level.STUDY: study, Level.SERIES: series, Level.INSTANCE: instance}
+    add_extra_tags(split)  # ExtraMainDicomTags: also kept at the level they are listed at
+    return split

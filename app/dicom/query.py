@@ -6,9 +6,20 @@ that a backend only executes a :class:`backends.base.Query`.
 
 Decisions where the standard (or Orthanc) leaves a choice, see also ``docs/conformance.md``:
 
-* Keys are keywords (case-sensitive, as in PS3.6), ``GGGGEEEE`` or ``GGGG,EEEE``.
-  Unknown keys, private tags, sequence paths (``A.B``) and filters on SQ or binary
-  attributes are ignored and listed in ``unsupported`` (a ``Warning: 299`` header).
+* Keys are keywords (case-sensitive, as in PS3.6), names of the ``Dictionary``
+  settings (:mod:`app.dicom.dictionary`), ``GGGGEEEE`` or ``GGGG,EEEE``.
+  Unknown keys, sequence paths (``A.B``) and filters on SQ or binary attributes are
+  ignored and listed in ``unsupported`` (a ``Warning: 299`` header).
+* Private attributes (PS3.18 §8.3.4.3, §10.6.3.3): a private data element is a key by
+  number (``GGGGXXEE``; ``GGGGxxEE`` for "in the block of the creator named in this
+  query") or by its ``Dictionary`` name. Its VR comes from the dictionary of the private
+  creator matched in the same query (``GGGG,00XX=creator``), else of
+  DefaultPrivateCreator, else from the ``Dictionary`` if it gives one VR for that
+  element under any creator; unknown, it can be included but not matched. A Dictionary
+  name puts the element in the block of its creator's matching key if any, else in the
+  block of its key (``0009,1001``), else in block 10. Including a private data element
+  includes its Private Creator element too (PS3.18 §10.6.3.3). Private creator
+  elements (``GGGG,0010``-``GGGG,00FF``) are LO.
   An empty key is ignored silently (Weasis sends ``?&includefield=...``). ``accept``
   and ``charset`` (PS3.18 §8.3.3) are left to the blueprint.
 * A repeated attribute is a 400 (PS3.18 §8.3.4.1 rule 2), and so is a repeated
@@ -53,11 +64,12 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pydicom import datadict
 
+from app.dicom import dictionary
 from app.dicom.levels import level_of
 from app.errors import BadRequest
 from backends.base import Constraint, Level, Match, Query
@@ -96,7 +108,9 @@ STUDY_INSTANCE_UID = 0x0020000D
 SERIES_INSTANCE_UID = 0x0020000E
 
 _HEX_TAG = re.compile(r"^([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})$")
+_BLOCK_TAG = re.compile(r"^([0-9A-Fa-f]{4}),?[xX]{2}([0-9A-Fa-f]{2})$")  # GGGGxxEE
 _HEX4 = re.compile(r"^[0-9A-Fa-f]{4}$")
+_ELEMENT = re.compile(r"^([0-9A-Fa-f]{2}|[xX]{2})[0-9A-Fa-f]{2}$")
 _UINT = re.compile(r"^[0-9]+$")
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
 _DECIMAL = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
@@ -134,11 +148,25 @@ class QidoRequest:
     unsupported: list[str] = field(default_factory=list)  # ignored keys / includefields
 
 
-def lookup_attribute(name: str) -> Attribute | None:
-    """Resolve a keyword, ``GGGGEEEE`` or ``GGGG,EEEE``; None if not a public attribute."""
+# Private creators matched in a query: (group, block) -> creator (PS3.5 §7.8.1).
+Creators = Mapping[tuple[int, int], str]
+
+
+def lookup_attribute(name: str, creators: Creators | None = None) -> Attribute | None:
+    """Resolve a keyword, a ``Dictionary`` name, ``GGGGEEEE`` or ``GGGG,EEEE`` (private
+    tags included, ``GGGGxxEE`` too); None if unknown. ``creators``: the private
+    creators the query matches, which place and type private elements."""
+    creators = creators or {}
     match = _HEX_TAG.match(name)
+    block = _BLOCK_TAG.match(name)
+    entry = None if match or block else dictionary.entry_named(name)
     if match:
         tag = int(match.group(1) + match.group(2), 16)
+    elif block:
+        group = int(block.group(1), 16)
+        tag = group << 16 | _block_of(creators, group) << 8 | int(block.group(2), 16)
+    elif entry is not None:
+        return _configured(entry, creators)
     elif not name.isidentifier():  # pydicom maps "" to a retired tag
         return None
     else:
@@ -147,13 +175,66 @@ def lookup_attribute(name: str) -> Attribute | None:
             return None
         tag = found
     group = tag >> 16
-    if group % 2 or group in (0x0000, 0x0002, 0xFFFE):  # private, command, meta, items
+    if group in (0x0000, 0x0002, 0xFFFE):  # command, meta, items
         return None
+    if group % 2:
+        return _private(tag, creators)
     try:
         vr, _vm, _name, _retired, keyword = datadict.get_entry(tag)
     except KeyError:
         return None
-    return Attribute(tag, keyword, vr.split(" or ")[0])
+    return Attribute(tag, keyword or f"{tag:08X}", vr.split(" or ")[0])
+
+
+def _block_of(creators: Creators, group: int, creator: str | None = None) -> int:
+    """The block of ``group`` the query's creator match reserves (the only one of the
+    group, or the one of ``creator``), else the first block, 10."""
+    blocks = [b for (g, b), c in creators.items() if g == group and creator in (None, c)]
+    return blocks[0] if len(blocks) == 1 or (blocks and creator) else 0x10
+
+
+def _private(tag: int, creators: Creators) -> Attribute | None:
+    """A private creator (LO) or private data element (VR from the dictionaries)."""
+    group, element = tag >> 16, tag & 0xFFFF
+    if group in dictionary.ILLEGAL_PRIVATE_GROUPS:
+        return None
+    if 0x0010 <= element <= 0x00FF:
+        return Attribute(tag, f"{tag:08X}", "LO")
+    if element < 0x1000:
+        return None
+    vr = dictionary.private_vr(tag, creators.get((group, element >> 8)))
+    return Attribute(tag, f"{tag:08X}", vr or "UN")
+
+
+def _configured(entry: dictionary.Entry, creators: Creators) -> Attribute:
+    if entry.creator is None:
+        keyword = datadict.keyword_for_tag(entry.tag) or f"{entry.tag:08X}"
+        return Attribute(entry.tag, keyword, entry.vr)
+    block = None
+    if any(g == entry.group and c == entry.creator for (g, _b), c in creators.items()):
+        block = _block_of(creators, entry.group, entry.creator)
+    tag = entry.tag_in_block(block)
+    return Attribute(tag, f"{tag:08X}", entry.vr)
+
+
+def private_creator_tag(tag: int) -> int | None:
+    """(gggg,00xx) of a private data element (gggg,xxee); None for other tags."""
+    group, element = tag >> 16, tag & 0xFFFF
+    return group << 16 | element >> 8 if group % 2 and element >= 0x1000 else None
+
+
+def query_creators(params: Iterable[tuple[str, str]]) -> dict[tuple[int, int], str]:
+    """Private creators a query matches (``GGGG,00XX=creator``): (group, block) -> creator."""
+    creators = {}
+    for key, value in params:
+        match = _HEX_TAG.match(key)
+        if not match:
+            continue
+        group, element = int(match.group(1), 16), int(match.group(2), 16)
+        text = _ENCODED_COMMA.sub(",", value).strip()
+        if group % 2 and 0x10 <= element <= 0xFF and text and not set(text) & set("*?,\\"):
+            creators[(group, element)] = text
+    return creators
 
 
 def tag_of(name: str) -> str:
@@ -184,8 +265,9 @@ def parse_qido(
     ``study_uid``/``series_uid`` come from the URL path (``/studies/{st}/series``).
     Raises :class:`BadRequest` naming the offending parameter.
     """
-    builder = _Builder(level)
-    for key, value in params:
+    pairs = list(params)
+    builder = _Builder(level, creators=query_creators(pairs))
+    for key, value in pairs:
         builder.add(key, value)
     return builder.finish(study_uid, series_uid, case_sensitive)
 
@@ -213,6 +295,7 @@ class _Builder:
     ``fuzzymatching`` and the time of a date-time pair may come later."""
 
     level: Level
+    creators: Creators = field(default_factory=dict)
     limit: int | None = None
     offset: int = 0
     fuzzy: bool = False
@@ -257,14 +340,17 @@ class _Builder:
             if name.lower() == "all":
                 self.include_all = True
                 continue
-            attribute = lookup_attribute(name)
+            attribute = lookup_attribute(name, self.creators)
             if attribute is None:
                 self.unsupported.append(name)
-            else:
-                self.include.add(attribute.hex)
+                continue
+            self.include.add(attribute.hex)
+            creator = private_creator_tag(attribute.tag)
+            if creator is not None:  # PS3.18 §10.6.3.3: with its Private Creator
+                self.include.add(f"{creator:08X}")
 
     def _add_filter(self, key: str, value: str) -> None:
-        attribute = lookup_attribute(key)
+        attribute = lookup_attribute(key, self.creators)
         if attribute is None:
             self.unsupported.append(key)  # unknown, private or a sequence path
             return
@@ -341,7 +427,7 @@ def _split_names(value: str) -> list[str]:
     names: list[str] = []
     i = 0
     while i < len(parts):
-        if i + 1 < len(parts) and _HEX4.match(parts[i]) and _HEX4.match(parts[i + 1]):
+        if i + 1 < len(parts) and _HEX4.match(parts[i]) and _ELEMENT.match(parts[i + 1]):
             names.append(parts[i] + parts[i + 1])
             i += 2
             continue
@@ -375,7 +461,7 @@ def _make(attribute: Attribute, level: Level, kind: Match, values: tuple[str, ..
 def _constraint(flt: _Filter, query_level: Level, fuzzy: bool) -> Constraint | None:
     """One matching key -> a constraint, or None for universal matching (C.2.2.2.3)."""
     attribute, value = flt.attribute, _ENCODED_COMMA.sub(",", flt.value).strip()
-    level = COMPUTED_LEVELS.get(attribute.tag) or level_of(attribute.tag)
+    level = COMPUTED_LEVELS.get(attribute.tag) or level_of(attribute.tag, query_level)
     if attribute.tag == MODALITIES_IN_STUDY and query_level is Level.STUDY:
         # PS3.18 §10.6.1.2.1.1: a study matches when any of its series' Modality does.
         attribute, level = _attribute(MODALITY), Level.SERIES

@@ -21,8 +21,9 @@ else; the caller then reads the file with pydicom. Taken:
   the top-level encapsulated PixelData (whose fragments are walked as pydicom does
   first);
 * text: a single-valued Specific Character Set whose Python codec is in :data:`_CODECS`
-  (ISO 8859 family, UTF-8), at the top level only, values without ESC (ISO 2022 code
-  extensions) that decode without error;
+  (ISO 8859 family, UTF-8), at the top level only, or none and a DefaultEncoding
+  (ingest's ``encoding``) of one such codec or cp1251; values without ESC (ISO 2022
+  code extensions) that decode without error;
 * IS and DS values that ``int`` / ``float`` read as pydicom does (:data:`_IS`,
   :data:`_DS`), no empty value among several IS/DS values, no multi-valued PN with an
   empty name, no LUT Descriptor (pydicom adjusts its first value);
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,9 @@ _CODECS = frozenset({
     "iso8859", "latin_1", "iso8859_2", "iso8859_3", "iso8859_4", "iso_ir_126",
     "iso_ir_127", "iso_ir_138", "iso_ir_144", "iso_ir_148", "iso_ir_166", "UTF8",
 })
+# Codecs for files without Specific Character Set (DefaultEncoding Windows1251 is no
+# DICOM character set, but as single-byte as the others).
+_DEFAULT_CODECS = _CODECS | {"cp1251"}
 
 _HEADER = struct.Struct("<HH2sH").unpack_from  # tag, VR, 16-bit length
 _LENGTH = struct.Struct("<L").unpack_from  # 32-bit length after 2 reserved bytes
@@ -244,6 +248,7 @@ _LONG = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 class _Reader:
     buf: Any  # bytes or mmap: slicing gives bytes
     opts: JsonOptions
+    default_codec: str | None = "iso8859"  # without (0008,0005); None: not taken
     codec: str | None = None  # known once past (0008,0005) at the top level
     pixel_data: tuple[int, int] | None = None
     extended_offsets: bytes | None = None
@@ -276,7 +281,8 @@ class _Reader:
                 (length,) = _LENGTH(buf, pos)
                 pos += 4
             if top and self.codec is None and tag >= _CHARSET:
-                self.codec = self._charset(pos, length) if tag == _CHARSET else "iso8859"
+                self.codec = self._charset(pos, length) if tag == _CHARSET else \
+                    self._default_charset()
             convert = _CONVERT.get(vr)
             if (convert is None or tag in _SPECIAL or self.codec is None
                     or length == UNDEFINED_LENGTH or pos + length > end):
@@ -303,6 +309,11 @@ class _Reader:
         if len(codecs) != 1 or codecs[0] not in _CODECS:
             raise Unsupported(f"character set {value!r}")
         return codecs[0]
+
+    def _default_charset(self) -> str:
+        if self.default_codec is None:
+            raise Unsupported("default character set")
+        return self.default_codec
 
     def element(
         self, tag: int, vr: str, pos: int, length: int, end: int, path: str, top: bool
@@ -440,8 +451,11 @@ def _file_meta(buf: Any, pos: int, end: int) -> tuple[str, int]:
     return str(syntax[0]), pos
 
 
-def read_file(buf: Any, start: int, binary_mode: str) -> RawFile:
-    """Read the Part 10 file at ``buf[start:]`` (bytes or mmap) or raise Unsupported."""
+def read_file(
+    buf: Any, start: int, binary_mode: str, default_codecs: Sequence[str] = ("iso8859",)
+) -> RawFile:
+    """Read the Part 10 file at ``buf[start:]`` (bytes or mmap) or raise Unsupported;
+    ``default_codecs``: pydicom's codecs for a file without Specific Character Set."""
     if not _pydicom_defaults():
         raise Unsupported("pydicom settings")
     if buf[start + 128:start + 132] != b"DICM":
@@ -452,6 +466,7 @@ def read_file(buf: Any, start: int, binary_mode: str) -> RawFile:
         raise Unsupported(f"transfer syntax {syntax}")
     if buf[pos:pos + 2] == b"\x00\x00":
         raise Unsupported("Command group")
-    reader = _Reader(buf, JsonOptions("", binary_mode))
+    single = len(default_codecs) == 1 and default_codecs[0] in _DEFAULT_CODECS
+    reader = _Reader(buf, JsonOptions("", binary_mode), default_codecs[0] if single else None)
     json, _ = reader.dataset(pos, len(buf), "/bulk", top=True, delimited=False)
     return RawFile(json, syntax, reader.pixel_data, reader.extended_offsets, reader.bulk)

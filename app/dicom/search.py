@@ -17,19 +17,33 @@ Which attributes a match carries (PS3.18 §10.6.3.3, tables 10.6.3-3 to -5):
 
 Missing attributes are omitted; present-but-empty ones keep ``{"vr": ...}`` without
 ``Value``. Keys come out sorted by tag, as DICOM JSON (PS3.18 F.2) orders them.
+
+Attributes that ExtraMainDicomTags keeps at a level (:mod:`app.dicom.levels`) are part of
+that level's JSON, so ``includefield`` finds them there before looking in the parents.
+
+A server maximum (Orthanc's ``LimitFindResults`` / ``LimitFindInstances``) is applied by
+:func:`capped_query` and :func:`apply_cap`: when it cuts the matches, the answer holds the
+maximum and the blueprint adds the Warning of PS3.18 §8.3.4.4 (:data:`CAPPED_WARNING`),
+so that a client asks for the rest with ``offset``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 from app.dicom.query import QidoRequest
-from backends.base import DicomJson, Level, SearchResult
+from backends.base import DicomJson, Level, Query, SearchResult
 
 SPECIFIC_CHARACTER_SET = 0x00080005
 INSTANCE_AVAILABILITY = 0x00080056
 RETRIEVE_URL = 0x00081190
+
+# PS3.18 §8.3.4.4: the text of ``Warning: 299 {service}: "..."`` when the server's maximum
+# number of results cut the answer.
+CAPPED_WARNING = ("The number of results exceeded the maximum supported by the server. "
+                  "Additional results can be requested.")
 
 DEFAULT_FIELDS: dict[Level, tuple[int, ...]] = {
     Level.STUDY: (
@@ -190,3 +204,29 @@ def _add_computed(
     availability = f"{INSTANCE_AVAILABILITY:08X}"
     if request.include_all or availability in wanted:
         answer[availability] = {"vr": "CS", "Value": ["ONLINE"]}
+
+
+def result_cap(level: Level, limit_find_results: int, limit_find_instances: int) -> int:
+    """The server's maximum number of matches at ``level`` (0 = none): Orthanc's
+    ``LimitFindInstances`` for instances, ``LimitFindResults`` for studies and series."""
+    return limit_find_instances if level is Level.INSTANCE else limit_find_results
+
+
+def capped_query(query: Query, cap: int) -> Query:
+    """The query the index runs under a server maximum ``cap`` (0 = none).
+
+    A client ``limit`` up to the cap is kept as is (no warning: the client chose its page).
+    Otherwise one row more than the cap is asked for, so that :func:`apply_cap` can tell a
+    cut answer from one that holds exactly ``cap`` matches. ``offset`` is unchanged: the
+    client pages past the cap with it.
+    """
+    if cap <= 0 or (query.limit is not None and query.limit <= cap):
+        return query
+    return replace(query, limit=cap + 1)
+
+
+def apply_cap(results: list[SearchResult], cap: int) -> tuple[list[SearchResult], bool]:
+    """The matches of a :func:`capped_query` cut to ``cap``; True if anything was cut."""
+    if cap <= 0 or len(results) <= cap:
+        return results, False
+    return results[:cap], True

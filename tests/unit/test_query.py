@@ -238,9 +238,16 @@ def test_includefield_all(value: str) -> None:
 
 
 def test_unknown_includefield_is_unsupported_not_an_error() -> None:
-    req = parse_qido(STUDY, [("includefield", "PatientName,Bogus,00091010,a.b")])
+    req = parse_qido(STUDY, [("includefield", "PatientName,Bogus,00020010,a.b")])
     assert req.include == {"00100010"}
-    assert req.unsupported == ["Bogus", "00091010", "a.b"]
+    assert req.unsupported == ["Bogus", "00020010", "a.b"]
+
+
+def test_private_includefield_brings_its_private_creator() -> None:
+    # PS3.18 §10.6.3.3: a private data element comes with its Private Creator element.
+    req = parse_qido(STUDY, [("includefield", "00091010,0009,1110,00190010")])
+    assert req.include == {"00091010", "00090010", "00091110", "00090011", "00190010"}
+    assert req.unsupported == []
 
 
 # --- filter values --------------------------------------------------------------------------

@@ -18,8 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.dicom import rawjson
+from app.dicom import dictionary, rawjson
 from app.dicom.dicomjson import BINARY_MODES, json_dumps
+from app.dicom.dictionary import charset_codecs
 from app.dicom.ingest import (
     IngestError,
     build_record,
@@ -27,6 +28,7 @@ from app.dicom.ingest import (
     pydicom_record,
     split_levels,
 )
+from app.settings import ENCODINGS
 from backends.base import InstanceRecord
 from tests.api.data import ct_bytes, uid
 from tests.dicom_compare import ALL_FILES
@@ -36,21 +38,22 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on inv
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
-def _both(data: bytes, mode: str = "BulkDataURI") -> tuple[InstanceRecord | None, Any]:
+def _both(data: bytes, mode: str = "BulkDataURI",
+          encoding: str | None = None) -> tuple[InstanceRecord | None, Any]:
     """(direct record or None, pydicom record or its IngestError)."""
     direct = direct_record(io.BytesIO(data), 0, storage_key="k", size=len(data),
-                           binary_mode=mode)
+                           binary_mode=mode, encoding=encoding)
     try:
         slow: Any = pydicom_record(io.BytesIO(data), storage_key="k", size=len(data),
-                                   binary_mode=mode)
+                                   binary_mode=mode, encoding=encoding)
     except IngestError as exc:
         slow = exc
     return direct, slow
 
 
-def _assert_same(data: bytes, mode: str = "BulkDataURI") -> bool:
+def _assert_same(data: bytes, mode: str = "BulkDataURI", encoding: str | None = None) -> bool:
     """True if the direct reading took the file (and then gave pydicom's record)."""
-    direct, slow = _both(data, mode)
+    direct, slow = _both(data, mode, encoding)
     if direct is None:
         return False
     assert isinstance(slow, InstanceRecord), slow
@@ -239,6 +242,53 @@ def _part10(dataset: bytes) -> bytes:
 @given(data=_files(), mode=st.sampled_from(BINARY_MODES))
 def test_generated_files_read_directly_as_pydicom_reads_them(data: bytes, mode: str) -> None:
     _assert_same(data, mode)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_files(), encoding=st.sampled_from(ENCODINGS))
+def test_default_encodings_read_directly_as_pydicom_reads_them(data: bytes,
+                                                                encoding: str) -> None:
+    _assert_same(data, encoding=encoding)
+
+
+_SAMPLES = {  # DefaultEncoding: a text in it, and whether the direct reading takes it
+    "Ascii": ("Doe^John", True), "Utf8": ("Dvořák^Jiří", True), "Latin1": ("Müller", True),
+    "Latin2": ("Dvořák", True), "Latin3": ("Ħaġar", True), "Latin4": ("Šķēle", True),
+    "Latin5": ("Yılmaz", True), "Cyrillic": ("Иванов", True), "Arabic": ("محمد", True),
+    "Greek": ("Διονυσιος", True), "Hebrew": ("שרון", True), "Thai": ("สมชาย", True),
+    "Windows1251": ("Иванов", True), "Japanese": ("ﾔﾏﾀﾞ", False), "Chinese": ("王小东", False),
+    "JapaneseKanji": ("Yamada", False), "Korean": ("Hong", False),
+    "SimplifiedChinese": ("Wang", False),
+}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_default_encoding_decodes_files_without_charset(encoding: str) -> None:
+    text, taken = _SAMPLES[encoding]
+    codecs = charset_codecs(encoding)
+    raw = text.encode(codecs[-1])
+    data = _part10(_dataset(_uids() | {0x00081030: _element(0x00081030, "LO", raw)}))
+    assert _assert_same(data, encoding=encoding) is taken
+    record = build_record(io.BytesIO(data), storage_key="k", size=0, encoding=encoding)
+    assert json.loads(record.metadata)["00081030"]["Value"] == [text]
+
+
+def test_dictionary_entries_give_the_same_record_both_ways() -> None:
+    private = {0x00090010: _element(0x00090010, "LO", b"Lunit "),
+               0x00091001: _element(0x00091001, "DS", b"98.41 "),
+               0x44440010: _element(0x44440010, "LO", b"SITE7 ")}
+    data = _part10(_dataset(_uids() | private))
+    dictionary.configure({"0009,1001": ["DS", "Score", 1, 1, "Lunit"],
+                          "4444,0010": ["LO", "SiteCode"]})
+    try:
+        assert _assert_same(data)
+        as_un = _part10(_dataset(_uids() | private | {
+            0x00091001: _element(0x00091001, "UN", b"98.41 ")}))
+        assert not _assert_same(as_un)  # UN: declined, pydicom uses the dictionary's VR
+        metadata = build_record(io.BytesIO(as_un), storage_key="k", size=0).metadata
+        assert json.loads(metadata)["00091001"] == {"vr": "DS", "Value": [98.41]}
+    finally:
+        dictionary.configure({})
 
 
 def test_generated_like_files_are_taken() -> None:

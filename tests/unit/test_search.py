@@ -8,8 +8,17 @@ from typing import Any
 import pytest
 
 from app.dicom.query import QidoRequest, parse_qido
-from app.dicom.search import DEFAULT_FIELDS, build_answer, build_answers, retrieve_url
-from backends.base import DicomJson, Level, SearchResult
+from app.dicom.search import (
+    CAPPED_WARNING,
+    DEFAULT_FIELDS,
+    apply_cap,
+    build_answer,
+    build_answers,
+    capped_query,
+    result_cap,
+    retrieve_url,
+)
+from backends.base import DicomJson, Level, Query, SearchResult
 
 STUDY, SERIES, INSTANCE = Level.STUDY, Level.SERIES, Level.INSTANCE
 BASE = "http://pacs.example/dicom-web/"
@@ -236,3 +245,58 @@ def test_build_answers_keeps_order() -> None:
     other = SearchResult(study={**STUDY_JSON, "0020000D": attr("UI", "9.9")})
     got = build_answers([STUDY_RESULT, other], request(STUDY), BASE)
     assert [a["0020000D"]["Value"][0] for a in got] == [ST, "9.9"]
+
+
+# --- ExtraMainDicomTags copies: the query level's own copy first ------------------------------
+
+def test_extra_tag_copy_is_found_at_the_query_level_first() -> None:
+    series = {**SERIES_JSON, "00080008": attr("CS", "DERIVED"), "00080201": attr("SH", "-0500")}
+    instance = {**INSTANCE_JSON, "00080008": attr("CS", "ORIGINAL")}
+    study = {**STUDY_JSON, "00080201": attr("SH", "+0900")}
+    got = build_answer(SearchResult(study, series), request(SERIES, "includefield=ImageType"),
+                       BASE)
+    assert got["00080008"] == attr("CS", "DERIVED") and got["00080201"] == attr("SH", "-0500")
+    got = build_answer(SearchResult(study, series, instance),
+                       request(INSTANCE, "includefield=ImageType"), BASE)
+    assert got["00080008"] == attr("CS", "ORIGINAL")
+    assert got["00080201"] == attr("SH", "+0100")  # the instance's own
+    assert build_answer(SearchResult(study), request(STUDY), BASE)["00080201"] == attr(
+        "SH", "+0900")  # a study default, when the study keeps it
+
+
+# --- LimitFindResults / LimitFindInstances ----------------------------------------------------
+
+def test_result_cap_by_level() -> None:
+    assert result_cap(STUDY, 10, 50) == 10 and result_cap(SERIES, 10, 50) == 10
+    assert result_cap(INSTANCE, 10, 50) == 50 and result_cap(INSTANCE, 10, 0) == 0
+
+
+@pytest.mark.parametrize("limit,offset,cap,expected", [
+    (None, 0, 0, None),   # no cap: the query as is
+    (7, 3, 0, 7),
+    (None, 0, 5, 6),      # one row more than the cap tells a cut answer
+    (None, 20, 5, 6),     # offset kept: paging past the cap
+    (3, 0, 5, 3),         # the client's smaller page
+    (5, 0, 5, 5),         # equal to the cap: no extra row, no warning
+    (9, 2, 5, 6),
+])
+def test_capped_query(limit: int | None, offset: int, cap: int, expected: int | None) -> None:
+    query = Query(STUDY, limit=limit, offset=offset, case_sensitive=True)
+    capped = capped_query(query, cap)
+    assert capped.limit == expected
+    assert (capped.offset, capped.case_sensitive, capped.level) == (offset, True, STUDY)
+    if expected == limit:
+        assert capped is query
+
+
+def test_apply_cap() -> None:
+    results = [SearchResult({"0020000D": attr("UI", str(n))}) for n in range(6)]
+    assert apply_cap(results, 0) == (results, False)
+    assert apply_cap(results, 6) == (results, False)
+    assert apply_cap(results[:5], 5) == (results[:5], False)
+    assert apply_cap(results, 5) == (results[:5], True)
+
+
+def test_capped_warning_is_the_standard_text() -> None:
+    assert CAPPED_WARNING == ("The number of results exceeded the maximum supported by the "
+                              "server. Additional results can be requested.")

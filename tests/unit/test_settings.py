@@ -209,10 +209,14 @@ def test_s3_postgresql_example_selects_s3_and_postgresql() -> None:
     before its first use, so nothing is reached here)."""
     from app import build_index, build_storage
     from backends.index_postgres import PostgresIndex
+    from backends.storage_compressed import CompressedStorage
     from backends.storage_s3 import S3Storage
 
     settings = load_settings(S3_PG_EXAMPLE)
-    storage, index = build_storage(settings), build_index(settings)
+    wrapper, index = build_storage(settings), build_index(settings)
+    # Always behind the compression wrapper, which routes plain keys straight through.
+    assert isinstance(wrapper, CompressedStorage) and not wrapper.compress
+    storage = wrapper.inner
     assert isinstance(storage, S3Storage) and isinstance(index, PostgresIndex)
     assert (storage.bucket, storage.region, storage.endpoint) == ("dicomweb-example",
                                                                   "eu-west-1", None)
