@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .base import StorageArea
+from .blob_io import BufferedBlob
 
 MAGIC = b"DWZ1"
 COMPRESSED_MARK = "c"  # character 12 of the key of a compressed blob (see new_key)
@@ -346,42 +347,6 @@ class _RawReader(io.RawIOBase):
         super().close()
 
 
-class _Blob(io.BufferedIOBase):
-    """What ``open`` returns: a ``BufferedReader`` over a ``_RawReader``, wrapped because
-    pydicom takes any ``BufferedReader`` for a local file and reopens it by name."""
-
-    def __init__(self, raw: _RawReader) -> None:
-        self._file = io.BufferedReader(raw, buffer_size=READER_BUFFER)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        return self._file.read(size)
-
-    def read1(self, size: int = -1) -> bytes:
-        return self._file.read1(size)
-
-    def peek(self, size: int = 0) -> bytes:
-        return self._file.peek(size)
-
-    def readinto(self, buffer: Any) -> int:
-        return self._file.readinto(buffer)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 class _Concat(io.RawIOBase):
     """Header and index bytes, then the spooled compressed data: the inner write's input."""
 
@@ -467,7 +432,7 @@ class CompressedStorage(StorageArea):
         f, index = _open_inner(self.inner, key)
         if index is None:
             return f  # stored uncompressed: the inner storage's own reader
-        return _Blob(_RawReader(f, index))  # the caller closes it
+        return BufferedBlob(_RawReader(f, index), READER_BUFFER)  # the caller closes it
 
     def iter_chunks(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         if not is_compressed_key(key):

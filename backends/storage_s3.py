@@ -47,6 +47,7 @@ from botocore.exceptions import (
 )
 
 from .base import BackendUnavailable, StorageArea
+from .blob_io import BufferedBlob
 from .storage_fs import check_key
 
 if TYPE_CHECKING:
@@ -236,42 +237,6 @@ class _ObjectReader(io.RawIOBase):
         super().close()
 
 
-class _Blob(io.BufferedIOBase):
-    """What ``open`` returns: a ``BufferedReader`` over an ``_ObjectReader``, wrapped
-    because pydicom takes any ``BufferedReader`` for a local file and reopens it by name."""
-
-    def __init__(self, raw: _ObjectReader) -> None:
-        self._file = io.BufferedReader(raw, buffer_size=READ_BUFFER)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        return self._file.read(size)
-
-    def read1(self, size: int = -1) -> bytes:
-        return self._file.read1(size)
-
-    def peek(self, size: int = 0) -> bytes:
-        return self._file.peek(size)
-
-    def readinto(self, buffer: Any) -> int:
-        return self._file.readinto(buffer)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 class S3Storage(StorageArea):
     """Blobs as objects of one bucket, under ``root_path``; safe across threads and forks."""
 
@@ -376,7 +341,8 @@ class S3Storage(StorageArea):
 
     def open(self, key: str) -> BinaryIO:
         body, size, etag = self._get_body(key)
-        return _Blob(_ObjectReader(self, key, body, size, etag))  # the caller closes it
+        # the caller closes it
+        return BufferedBlob(_ObjectReader(self, key, body, size, etag), READ_BUFFER)
 
     def iter_chunks(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         body = self._get_body(key)[0]
