@@ -40,19 +40,27 @@ def _dicom_parts(boundary: str) -> Iterator[multipart.Part]:
 @blueprint.post("/studies", defaults={"study": None})
 @blueprint.post("/studies/<study>")
 def store_instances(study: str | None) -> Response:
-    """Store Instances; 200 / 202 / 400 / 409 with a Store Instances Response Module."""
+    """Store Instances; 200 / 202 / 400 / 409 with a Store Instances Response Module.
+
+    The storage policy comes from Orthanc's options: OverwriteInstances (a SOPInstanceUID
+    stored before is kept, answered with WarningReason B006, unless true) and the limits
+    MaximumStorageSize / MaximumPatientCount with MaximumStorageMode (app.dicom.store)."""
     if study is not None:
         check_uid(study, "StudyInstanceUID")
     format_ = negotiation.negotiate_search(request.headers.get("Accept"))
     boundary = _boundary()
     svc = services()
+    settings = svc.settings
     outcome = store.store_instances(
         _dicom_parts(boundary),
         storage=svc.storage,
         index=svc.index,
         base_url=request_base_url(),
         study_uid=study,
-        binary_mode=svc.settings.DicomWeb.OtherBinaryMode,
+        binary_mode=settings.DicomWeb.OtherBinaryMode,
+        policy=store.StoragePolicy.from_orthanc(
+            settings.OverwriteInstances, settings.MaximumStorageSize,
+            settings.MaximumPatientCount, settings.MaximumStorageMode),
     )
     answer = outcome.answer()
     if format_ == "xml":

@@ -12,7 +12,7 @@ import enum
 import unicodedata
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -169,6 +169,28 @@ class Removed:
     instances: int
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What the storage limits compare with (Orthanc's MaximumStorageSize and
+    MaximumPatientCount): every stored instance's size as stored, and the patients."""
+
+    size: int  # bytes
+    patients: int  # distinct patient keys
+    patient_size: int | None = None  # bytes of the patient asked about; None: not stored
+
+
+@dataclass(frozen=True)
+class PatientUsage:
+    """One patient as recycling sees it."""
+
+    patient_key: str
+    # Increasing: when the patient last received an instance (a new or a replacing one).
+    # Opaque; only compared with what another call returned.
+    last_stored: int
+    size: int  # bytes
+    instances: int
+
+
 class BackendUnavailable(Exception):  # noqa: N818 - reads as the condition it reports
     """A backend service (S3, PostgreSQL) cannot be reached or keeps failing.
 
@@ -225,6 +247,32 @@ class Index(ABC):
         Returns the storage key of the replaced instance, if any, so that the caller
         can delete the old blob after this commit.
         """
+
+    @abstractmethod
+    def add_instance_if_absent(self, record: InstanceRecord) -> bool:
+        """Insert an instance unless one with its SOPInstanceUID is stored (Orthanc's
+        ``OverwriteInstances: false``): True if inserted; False if one was already there, in
+        which case nothing changed (not even the study and series attributes).
+
+        Atomic: of concurrent calls for the same new SOPInstanceUID exactly one inserts.
+        """
+
+    @abstractmethod
+    def usage(self, patient_key: str | None = None) -> Usage:
+        """Stored bytes and patients (maintained at each write: no scan), and the bytes of
+        ``patient_key`` if given and stored."""
+
+    @abstractmethod
+    def oldest_patients(self, limit: int, exclude: Collection[str] = ()) -> list[PatientUsage]:
+        """Up to ``limit`` patients, least recently stored first (the recycling order: the
+        patient whose latest instance arrived first), leaving out the ``exclude`` keys."""
+
+    @abstractmethod
+    def remove_patient(self, patient_key: str, last_stored: int | None = None) -> Removed:
+        """Delete every study of a patient in one transaction; the caller then deletes the
+        blobs. With ``last_stored`` (from :meth:`oldest_patients`), only if the patient
+        received no instance since: a patient chosen for recycling that a concurrent store
+        just added to is left alone (``Removed((), 0)``)."""
 
     @abstractmethod
     def search(self, query: Query) -> list[SearchResult]:

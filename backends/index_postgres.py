@@ -10,9 +10,10 @@ transaction, writes run in ``conn.transaction()`` (READ COMMITTED) and searches 
 Migrations are versioned in ``schema_version`` and applied at first use in one transaction
 holding ``pg_advisory_xact_lock``: nodes starting at once apply them exactly once.
 
-Writes take row locks in one order (study, series, instance) so that concurrent adds of
-the same study neither fail nor duplicate; a removal locks its study first, so that no add
-slips into what it deletes. Serialization failures and deadlocks are retried a few times.
+Writes take row locks in one order (study, series, instance, then the patient's usage row
+and a totals slot, both written by the triggers of schema version 3) so that concurrent adds
+of the same study neither fail nor duplicate; a removal locks its study first, so that no
+add slips into what it deletes. Serialization failures and deadlocks are retried a few times.
 An unreachable server, a pool timeout or any other ``OperationalError`` becomes
 :class:`~backends.base.BackendUnavailable`.
 """
@@ -24,7 +25,7 @@ import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -42,10 +43,12 @@ from .base import (
     Index,
     InstanceRecord,
     Level,
+    PatientUsage,
     Query,
     Removed,
     SearchResult,
     StoredInstance,
+    Usage,
 )
 from .postgres_query import (
     INSTANCE_ORDER,
@@ -192,12 +195,36 @@ class PostgresIndex(Index):
     def add_instance(self, record: InstanceRecord) -> str | None:
         return self._run(lambda conn: _add(conn, record), "write")
 
+    def add_instance_if_absent(self, record: InstanceRecord) -> bool:
+        try:
+            self._run(lambda conn: _add(conn, record, replace=False), "write")
+        except _AlreadyStored:
+            return False
+        return True
+
+    def remove_patient(self, patient_key: str, last_stored: int | None = None) -> Removed:
+        return self._run(lambda conn: _remove_patient(conn, patient_key, last_stored), "write")
+
     def remove(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> Removed:
         return self._run(lambda conn: _remove(conn, study_uid, series_uid, sop_uid), "write")
 
     # -- reads -------------------------------------------------------------------------------
+
+    def usage(self, patient_key: str | None = None) -> Usage:
+        size, patients, patient_size = self._run(lambda conn: conn.execute(
+            "SELECT (SELECT coalesce(sum(size), 0) FROM storage_usage)::bigint,"
+            " (SELECT coalesce(sum(patients), 0) FROM storage_usage)::bigint,"
+            " (SELECT size FROM patients WHERE patient_key = %s)", (patient_key,)).fetchone())
+        return Usage(size, patients, patient_size)
+
+    def oldest_patients(self, limit: int, exclude: Collection[str] = ()) -> list[PatientUsage]:
+        rows = self._run(lambda conn: conn.execute(
+            "SELECT patient_key, last_stored, size, instances FROM patients"
+            " WHERE NOT (patient_key = ANY(%s)) ORDER BY last_stored LIMIT %s",
+            (list(exclude), limit)).fetchall())
+        return [PatientUsage(*row) for row in rows]
 
     def search(self, query: Query) -> list[SearchResult]:
         plan = search_plan(query)
@@ -300,23 +327,43 @@ def _claim(conn: psycopg.Connection, level: Level, values: dict[str, Any],
     raise errors.SerializationFailure(f"{TABLE[level]} row {uid} keeps changing")
 
 
-def _add(conn: psycopg.Connection, record: InstanceRecord) -> str | None:
+class _AlreadyStored(Exception):  # noqa: N818 - a condition, not an error
+    """Rolls back an add that found its SOPInstanceUID stored (keep the first)."""
+
+
+def _add(conn: psycopg.Connection, record: InstanceRecord, replace: bool = True) -> str | None:
+    """Insert or (``replace``) replace an instance; the replaced blob's key, if any. Without
+    ``replace``, a stored SOPInstanceUID raises :class:`_AlreadyStored` and the transaction
+    rolls back whatever it refreshed (callers look the instance up first: that is rare)."""
     study = {"study_key": record.study_key, "patient_key": record.patient_key,
              "attrs": dumps(record.study), **_row(Level.STUDY, record.study)}
-    study_pk, _ = _claim(conn, Level.STUDY, study, ("attrs", "study_key", "patient_key"),
-                         "FOR KEY SHARE")
+    study_pk, study_before = _claim(conn, Level.STUDY, study,
+                                    ("attrs", "study_key", "patient_key"), "FOR KEY SHARE")
     series = {"study_pk": study_pk, "series_key": record.series_key,
               "attrs": dumps(record.series), **_row(Level.SERIES, record.series)}
     series_pk, series_before = _claim(conn, Level.SERIES, series,
                                       ("attrs", "study_pk", "series_key"), "FOR KEY SHARE")
+    if (study_before is not None and study_before[2] != record.patient_key) or (
+            series_before is not None and series_before[1] != study_pk):
+        # A study now under another patient, or a series under another study: their other
+        # instances follow (the triggers move their bytes between patients).
+        conn.execute("UPDATE instances SET patient_key = %s WHERE patient_key <> %s AND"
+                     " series_pk IN (SELECT pk FROM series WHERE study_pk = %s)",
+                     (record.patient_key, record.patient_key, study_pk))
     frames = dumps([[list(part) for part in frame] for frame in record.frames])
     instance = {"series_pk": series_pk, "instance_key": record.instance_key,
                 "attrs": dumps(record.instance), "metadata": record.metadata, "frames": frames,
                 "transfer_syntax": record.transfer_syntax, "storage_key": record.storage_key,
-                "size": record.size, **_row(Level.INSTANCE, record.instance)}
-    # Always rewritten; FOR UPDATE makes the replaced key exact under concurrent replaces.
-    _, old = _claim(conn, Level.INSTANCE, instance, ("series_pk", "storage_key"),
-                    "FOR UPDATE", always=True)
+                "size": record.size, "patient_key": record.patient_key,
+                **_row(Level.INSTANCE, record.instance)}
+    old: tuple[Any, ...] | None = None
+    if replace:
+        # Always rewritten; FOR UPDATE makes the replaced key exact under concurrent replaces.
+        _, old = _claim(conn, Level.INSTANCE, instance, ("series_pk", "storage_key"),
+                        "FOR UPDATE", always=True)
+    elif conn.execute(_insert_sql(Level.INSTANCE, tuple(instance)),
+                      tuple(instance.values())).fetchone() is None:
+        raise _AlreadyStored
     # The new record wins: an instance or series stored under other parents moved, and may
     # have left its former parents empty.
     old_series = old[0] if old else None
@@ -371,6 +418,24 @@ def _remove(conn: psycopg.Connection, study_uid: str, series_uid: str | None,
         conn.execute("DELETE FROM studies WHERE pk = %s", (study[0],))
     _prune(conn, [row[2] for row in rows], [study[0]])
     return Removed(tuple(row[1] for row in rows), len(rows))
+
+
+def _remove_patient(conn: psycopg.Connection, patient_key: str,
+                    last_stored: int | None) -> Removed:
+    """Studies locked first, then the patient's row (the order of adds: study, ..., patient):
+    an add to the patient committed meanwhile shows in ``last_stored``, and one still running
+    waits for this removal and then stores into a new patient row, untouched."""
+    studies = [pk for (pk,) in conn.execute(
+        "SELECT pk FROM studies WHERE patient_key = %s ORDER BY pk FOR UPDATE", (patient_key,))]
+    row = conn.execute("SELECT last_stored FROM patients WHERE patient_key = %s FOR UPDATE",
+                       (patient_key,)).fetchone()
+    if not studies or row is None or (last_stored is not None and row[0] != last_stored):
+        return Removed((), 0)
+    keys = [key for (key,) in conn.execute(
+        "SELECT i.storage_key FROM instances i JOIN series se ON se.pk = i.series_pk"
+        " WHERE se.study_pk = ANY(%s)", (studies,))]
+    conn.execute("DELETE FROM studies WHERE pk = ANY(%s)", (studies,))
+    return Removed(tuple(keys), len(keys))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ attributes matched in Python through the ``dicom_match`` SQL function).
 
 Adding an instance is one transaction: the study and series rows are only rewritten when
 their attributes changed (every instance of a series after the first leaves them alone),
-and parents are only pruned when an instance or series moved.
+and parents are only pruned when an instance or series moved. Triggers on ``instances``
+(schema version 3, :mod:`backends.sql_schema`) keep the storage usage per patient and in
+total, for the storage limits and their recycling.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import threading
 import time
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -34,18 +36,22 @@ from .base import (
     Index,
     InstanceRecord,
     Level,
+    PatientUsage,
     Query,
     Removed,
     SearchResult,
     StoredInstance,
+    Usage,
 )
 from .sql_schema import (
     FROM,
     SERIES_RELATED_INSTANCES,
     TABLE,
+    USAGE_SLOTS,
     V1_INDEXES,
     V1_KEYWORDS,
     V2_INDEXES,
+    V3_INDEXES,
     search_result,
     with_study_computed,
 )
@@ -82,6 +88,57 @@ def _index(table: str, *columns: str, partial: bool = False) -> str:
     return f"CREATE INDEX {name} ON {table} ({', '.join(map(quote, columns))}){where}"
 
 
+# Version 3 (backends.sql_schema): storage usage per patient and in total, kept by triggers.
+# Writers are serialised by SQLite, so the totals live in slot 0 only.
+_PATIENT_ADDED = """
+    UPDATE storage_usage SET size = size + new.size,
+        patients = patients + NOT EXISTS
+        (SELECT 1 FROM patients WHERE patient_key = new.patient_key)
+        WHERE slot = 0;
+    INSERT INTO patients (patient_key, last_stored, size, instances)
+        VALUES (new.patient_key, (SELECT coalesce(max(last_stored), 0) + 1 FROM patients),
+                new.size, 1)
+        ON CONFLICT (patient_key) DO UPDATE SET last_stored = excluded.last_stored,
+            size = size + excluded.size, instances = instances + 1;
+"""
+_PATIENT_REMOVED = """
+    UPDATE patients SET size = size - old.size, instances = instances - 1
+        WHERE patient_key = old.patient_key;
+    UPDATE storage_usage SET size = size - old.size, patients = patients - EXISTS
+        (SELECT 1 FROM patients WHERE patient_key = old.patient_key AND instances <= 0)
+        WHERE slot = 0;
+    DELETE FROM patients WHERE patient_key = old.patient_key AND instances <= 0;
+"""
+_V3 = [
+    "ALTER TABLE instances ADD COLUMN patient_key TEXT NOT NULL DEFAULT ''",
+    "UPDATE instances SET patient_key = (SELECT st.patient_key FROM series se JOIN studies st"
+    " ON st.pk = se.study_pk WHERE se.pk = instances.series_pk)",
+    "CREATE TABLE patients (patient_key TEXT PRIMARY KEY, last_stored INTEGER NOT NULL,"
+    " size INTEGER NOT NULL, instances INTEGER NOT NULL)",
+    # The order of the instances' primary keys stands for the order they were stored in.
+    "INSERT INTO patients (patient_key, last_stored, size, instances) SELECT patient_key,"
+    " max(pk), sum(size), count(*) FROM instances GROUP BY patient_key",
+    "CREATE TABLE storage_usage (slot INTEGER PRIMARY KEY, size INTEGER NOT NULL,"
+    " patients INTEGER NOT NULL)",
+    "INSERT INTO storage_usage (slot, size, patients)"
+    " SELECT 0, coalesce(sum(size), 0), count(*) FROM patients",
+    *(f"INSERT INTO storage_usage (slot, size, patients) VALUES ({n}, 0, 0)"
+      for n in range(1, USAGE_SLOTS)),
+    *(_index(table, *columns, partial=partial) for table, columns, partial in V3_INDEXES),
+    f"CREATE TRIGGER instance_added AFTER INSERT ON instances BEGIN {_PATIENT_ADDED} END",
+    f"CREATE TRIGGER instance_removed AFTER DELETE ON instances BEGIN {_PATIENT_REMOVED} END",
+    # A replacement (new blob) counts as a store: the patient moves to the end of the order.
+    "CREATE TRIGGER instance_replaced AFTER UPDATE OF size, storage_key ON instances"
+    " WHEN old.patient_key = new.patient_key"
+    " AND (old.size <> new.size OR old.storage_key <> new.storage_key) BEGIN"
+    " UPDATE patients SET size = size - old.size + new.size,"
+    " last_stored = (SELECT max(last_stored) + 1 FROM patients)"
+    " WHERE patient_key = new.patient_key;"
+    " UPDATE storage_usage SET size = size - old.size + new.size WHERE slot = 0; END",
+    "CREATE TRIGGER instance_moved AFTER UPDATE OF patient_key ON instances"
+    f" WHEN old.patient_key <> new.patient_key BEGIN {_PATIENT_REMOVED} {_PATIENT_ADDED} END",
+]
+
 MIGRATIONS: list[list[str]] = [
     [
         "CREATE TABLE studies (pk INTEGER PRIMARY KEY, study_key TEXT NOT NULL,"
@@ -98,6 +155,7 @@ MIGRATIONS: list[list[str]] = [
         *(_index(table, *columns, partial=partial) for table, columns, partial in V1_INDEXES),
     ],
     [_index(table, *columns, partial=partial) for table, columns, partial in V2_INDEXES],
+    _V3,
 ]
 
 
@@ -235,31 +293,19 @@ class SqliteIndex(Index):
     # -- writes ------------------------------------------------------------------------------
 
     def add_instance(self, record: InstanceRecord) -> str | None:
-        sop_uid = record.uid(Level.INSTANCE)
         with self._transaction() as conn:
-            old = conn.execute(
-                "SELECT i.series_pk, i.storage_key, se.study_pk FROM instances i"
-                " JOIN series se ON se.pk = i.series_pk WHERE i.SOPInstanceUID = ?",
-                (sop_uid,)).fetchone()
-            study_pk, _ = _refresh(conn, Level.STUDY, record.study, {
-                "study_key": record.study_key, "patient_key": record.patient_key})
-            series_pk, series_before = _refresh(conn, Level.SERIES, record.series, {
-                "study_pk": study_pk, "series_key": record.series_key})
-            frames = dumps([[list(part) for part in frame] for frame in record.frames])
-            _upsert(conn, Level.INSTANCE, record.instance, {
-                "series_pk": series_pk, "instance_key": record.instance_key,
-                "metadata": record.metadata, "frames": frames, "size": record.size,
-                "transfer_syntax": record.transfer_syntax, "storage_key": record.storage_key})
-            # The new record wins: an instance or series stored under other parents moved,
-            # and may have left its former parents empty.
-            series_left = [old[0]] if old and old[0] != series_pk else []
-            studies_left = [pk for pk in (old and old[2], series_before and series_before[0])
-                            if pk and pk != study_pk]
-            if series_left or studies_left:
-                _prune(conn, series_left, studies_left)
+            old = _add(conn, record)
         if old is None or old[1] == record.storage_key:
             return None
         return old[1]
+
+    def add_instance_if_absent(self, record: InstanceRecord) -> bool:
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM instances WHERE SOPInstanceUID = ?",
+                            (record.uid(Level.INSTANCE),)).fetchone():
+                return False
+            _add(conn, record)
+        return True
 
     def remove(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
@@ -282,7 +328,34 @@ class SqliteIndex(Index):
             _prune(conn, [row[2] for row in rows], [row[3] for row in rows])
         return Removed(tuple(row[1] for row in rows), len(rows))
 
+    def remove_patient(self, patient_key: str, last_stored: int | None = None) -> Removed:
+        with self._transaction() as conn:
+            row = conn.execute("SELECT last_stored FROM patients WHERE patient_key = ?",
+                               (patient_key,)).fetchone()
+            if row is None or (last_stored is not None and row[0] != last_stored):
+                return Removed((), 0)
+            keys = [key for (key,) in conn.execute(
+                f"SELECT i.storage_key FROM {FROM[Level.INSTANCE]} WHERE st.patient_key = ?",
+                (patient_key,))]
+            conn.execute("DELETE FROM studies WHERE patient_key = ?", (patient_key,))
+        return Removed(tuple(keys), len(keys))
+
     # -- reads -------------------------------------------------------------------------------
+
+    def usage(self, patient_key: str | None = None) -> Usage:
+        size, patients, patient_size = self._connection().execute(
+            "SELECT (SELECT coalesce(sum(size), 0) FROM storage_usage),"
+            " (SELECT coalesce(sum(patients), 0) FROM storage_usage),"
+            " (SELECT size FROM patients WHERE patient_key = ?)", (patient_key,)).fetchone()
+        return Usage(size, patients, patient_size)
+
+    def oldest_patients(self, limit: int, exclude: Collection[str] = ()) -> list[PatientUsage]:
+        excluded = list(exclude)
+        where = f"WHERE patient_key NOT IN ({marks(excluded)})" if excluded else ""
+        rows = self._connection().execute(
+            "SELECT patient_key, last_stored, size, instances FROM patients"
+            f" {where} ORDER BY last_stored LIMIT ?", (*excluded, limit)).fetchall()
+        return [PatientUsage(*row) for row in rows]
 
     def search(self, query: Query) -> list[SearchResult]:
         sql, params = search_sql(query)
@@ -328,6 +401,40 @@ class SqliteIndex(Index):
 
 # ---------------------------------------------------------------------------------------------
 # Helpers of the writes and reads above (one open transaction each)
+
+
+def _add(conn: sqlite3.Connection, record: InstanceRecord) -> tuple[Any, ...] | None:
+    """Insert or replace an instance; returns the replaced row's (series pk, storage key,
+    study pk), or None."""
+    old = conn.execute(
+        "SELECT i.series_pk, i.storage_key, se.study_pk FROM instances i"
+        " JOIN series se ON se.pk = i.series_pk WHERE i.SOPInstanceUID = ?",
+        (record.uid(Level.INSTANCE),)).fetchone()
+    study_pk, study_before = _refresh(conn, Level.STUDY, record.study, {
+        "study_key": record.study_key, "patient_key": record.patient_key})
+    series_pk, series_before = _refresh(conn, Level.SERIES, record.series, {
+        "study_pk": study_pk, "series_key": record.series_key})
+    if (study_before and study_before[1] != record.patient_key) or (
+            series_before and series_before[0] != study_pk):
+        # A study now under another patient, or a series under another study: their other
+        # instances follow (the triggers move their bytes between patients).
+        conn.execute("UPDATE instances SET patient_key = ? WHERE patient_key <> ? AND series_pk"
+                     " IN (SELECT pk FROM series WHERE study_pk = ?)",
+                     (record.patient_key, record.patient_key, study_pk))
+    frames = dumps([[list(part) for part in frame] for frame in record.frames])
+    _upsert(conn, Level.INSTANCE, record.instance, {
+        "series_pk": series_pk, "instance_key": record.instance_key,
+        "metadata": record.metadata, "frames": frames, "size": record.size,
+        "transfer_syntax": record.transfer_syntax, "storage_key": record.storage_key,
+        "patient_key": record.patient_key})
+    # The new record wins: an instance or series stored under other parents moved, and may
+    # have left its former parents empty.
+    series_left = [old[0]] if old and old[0] != series_pk else []
+    studies_left = [pk for pk in (old and old[2], series_before and series_before[0])
+                    if pk and pk != study_pk]
+    if series_left or studies_left:
+        _prune(conn, series_left, studies_left)
+    return tuple(old) if old else None
 
 
 @lru_cache(maxsize=64)

@@ -34,9 +34,11 @@ from .sql_schema import (
     DEPTH,
     FROM,
     SELECT,
+    USAGE_SLOTS,
     V1_INDEXES,
     V1_KEYWORDS,
     V2_INDEXES,
+    V3_INDEXES,
     column_term,
 )
 from .sqlite_query import quote  # the same double-quoted identifiers, validated
@@ -84,6 +86,95 @@ def _index(table: str, *columns: str, partial: bool = False) -> str:
 _PK = "pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY"  # the stable order of results
 _MIGRATION_LOCK = 0x44434D5745420001  # pg_advisory_xact_lock key of the migrations ("DCMWEB")
 
+# Version 3 (backends.sql_schema): storage usage per patient and in total, kept by triggers.
+# Each session adds to the totals' slot of its backend pid. Locks: an add takes its patient's
+# row after its study, series and instance rows, then its slot; a removal takes the studies
+# first (remove_patient: then the patient's row), so the orders agree.
+_SLOT = f"pg_backend_pid() % {USAGE_SLOTS}"
+_PATIENT_ADDED = """
+    INSERT INTO patients AS p (patient_key, last_stored, size, instances)
+        VALUES (NEW.patient_key, nextval('patients_last_stored'), NEW.size, 1)
+        ON CONFLICT (patient_key) DO UPDATE SET last_stored = excluded.last_stored,
+            size = p.size + excluded.size, instances = p.instances + 1
+        RETURNING (xmax = 0)::integer INTO added;
+"""
+_V3 = [
+    "ALTER TABLE instances ADD COLUMN patient_key text",
+    "UPDATE instances i SET patient_key = st.patient_key FROM series se"
+    " JOIN studies st ON st.pk = se.study_pk WHERE se.pk = i.series_pk",
+    "ALTER TABLE instances ALTER COLUMN patient_key SET NOT NULL",
+    "CREATE TABLE patients (patient_key text PRIMARY KEY, last_stored bigint NOT NULL,"
+    " size bigint NOT NULL, instances bigint NOT NULL)",
+    "CREATE SEQUENCE patients_last_stored",
+    # The order of the instances' primary keys stands for the order they were stored in.
+    "INSERT INTO patients (patient_key, last_stored, size, instances) SELECT patient_key,"
+    " row_number() OVER (ORDER BY max(pk)), sum(size), count(*) FROM instances"
+    " GROUP BY patient_key",
+    "SELECT setval('patients_last_stored',"
+    " (SELECT coalesce(max(last_stored), 0) + 1 FROM patients), false)",
+    "CREATE TABLE storage_usage (slot integer PRIMARY KEY, size bigint NOT NULL,"
+    " patients bigint NOT NULL)",
+    "INSERT INTO storage_usage (slot, size, patients)"
+    f" SELECT n, 0, 0 FROM generate_series(0, {USAGE_SLOTS - 1}) n",
+    "UPDATE storage_usage SET size = (SELECT coalesce(sum(size), 0) FROM patients),"
+    " patients = (SELECT count(*) FROM patients) WHERE slot = 0",
+    *(_index(table, *columns, partial=partial) for table, columns, partial in V3_INDEXES),
+    f"""CREATE FUNCTION dicomweb_instance_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE added integer;
+    BEGIN
+        {_PATIENT_ADDED}
+        UPDATE storage_usage SET size = size + NEW.size, patients = patients + added
+            WHERE slot = {_SLOT};
+        RETURN NULL;
+    END $$""",
+    # A replacement (new blob) counts as a store: the patient moves to the end of the order.
+    f"""CREATE FUNCTION dicomweb_instance_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE added integer := 0; gone integer := 0;
+    BEGIN
+        IF OLD.patient_key = NEW.patient_key THEN
+            UPDATE patients SET size = size - OLD.size + NEW.size,
+                last_stored = nextval('patients_last_stored')
+                WHERE patient_key = NEW.patient_key;
+        ELSE
+            UPDATE patients SET size = size - OLD.size, instances = instances - 1
+                WHERE patient_key = OLD.patient_key;
+            DELETE FROM patients WHERE patient_key = OLD.patient_key AND instances <= 0;
+            GET DIAGNOSTICS gone = ROW_COUNT;
+            {_PATIENT_ADDED}
+        END IF;
+        UPDATE storage_usage SET size = size - OLD.size + NEW.size,
+            patients = patients + added - gone WHERE slot = {_SLOT};
+        RETURN NULL;
+    END $$""",
+    # Removals come in bulk (a study, a cascade): once per statement, grouped per patient.
+    f"""CREATE FUNCTION dicomweb_instances_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE gone integer;
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM removed_rows) THEN
+            RETURN NULL;
+        END IF;
+        UPDATE patients p SET size = p.size - d.size, instances = p.instances - d.n
+            FROM (SELECT patient_key, sum(size) AS size, count(*) AS n FROM removed_rows
+                  GROUP BY patient_key) d
+            WHERE p.patient_key = d.patient_key;
+        DELETE FROM patients WHERE instances <= 0
+            AND patient_key IN (SELECT patient_key FROM removed_rows);
+        GET DIAGNOSTICS gone = ROW_COUNT;
+        UPDATE storage_usage SET size = size - (SELECT sum(size) FROM removed_rows),
+            patients = patients - gone WHERE slot = {_SLOT};
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER instance_added AFTER INSERT ON instances FOR EACH ROW"
+    " EXECUTE FUNCTION dicomweb_instance_added()",
+    "CREATE TRIGGER instance_changed AFTER UPDATE OF patient_key, size, storage_key"
+    " ON instances FOR EACH ROW WHEN (OLD.patient_key <> NEW.patient_key"
+    " OR OLD.size <> NEW.size OR OLD.storage_key <> NEW.storage_key)"
+    " EXECUTE FUNCTION dicomweb_instance_changed()",
+    "CREATE TRIGGER instances_removed AFTER DELETE ON instances"
+    " REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT"
+    " EXECUTE FUNCTION dicomweb_instances_removed()",
+]
+
 MIGRATIONS: list[list[str]] = [
     [
         f"CREATE TABLE studies ({_PK}, study_key text NOT NULL, patient_key text NOT NULL,"
@@ -99,6 +190,7 @@ MIGRATIONS: list[list[str]] = [
         *(_index(table, *columns, partial=partial) for table, columns, partial in V1_INDEXES),
     ],
     [_index(table, *columns, partial=partial) for table, columns, partial in V2_INDEXES],
+    _V3,
 ]
 
 

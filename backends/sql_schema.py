@@ -66,6 +66,21 @@ V2_INDEXES: tuple[IndexSpec, ...] = (
     ("series", ("study_pk", "Modality"), False),
 )
 
+# Schema version 3: what Orthanc's MaximumStorageSize / MaximumPatientCount compare with, and
+# their recycling order. Each instance row carries its patient key (its study's); triggers on
+# ``instances`` keep one ``patients`` row per patient (bytes, instances, ``last_stored``: a
+# counter bumped whenever the patient receives an instance) and the totals in
+# ``storage_usage``. Being triggers, every write path (add, replace, moves between patients,
+# DELETE, cascades from a study or series) keeps them exact, and reading them scans nothing.
+# The totals are split over USAGE_SLOTS rows summed when read: on PostgreSQL each session adds
+# to the row of its backend pid, so that concurrent stores do not queue on one hot row.
+USAGE_SLOTS = 16
+V3_INDEXES: tuple[IndexSpec, ...] = (
+    ("instances", ("patient_key",), False),
+    ("studies", ("patient_key",), False),
+    ("patients", ("last_stored",), False),
+)
+
 # Computed attributes (PS3.18 §10.6.3.3) as matching keys. ModalitiesInStudy and
 # SOPClassesInStudy match when any series / instance of the study matches (PS3.18
 # §10.6.1.2.1.1); the counts compare with a count of the children.

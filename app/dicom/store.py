@@ -3,6 +3,11 @@
 Plain functions, no Flask. A part is fully validated before any byte reaches the
 storage area, and the index is committed only after the blob is durable, so a
 crash at any point leaves at worst an unreferenced blob, never a visible half.
+
+What a store may do besides adding is a :class:`StoragePolicy` (Orthanc's
+``OverwriteInstances``, ``MaximumStorageSize``, ``MaximumPatientCount`` and
+``MaximumStorageMode``): keep or replace an instance stored before, and refuse an
+instance or recycle the least recently stored patients when a limit would be passed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ from typing import Any, BinaryIO, Protocol
 
 from app.dicom.ingest import IngestError, build_record
 from app.errors import BadRequest
-from backends.base import BackendUnavailable, Index, InstanceRecord, Level, StorageArea
+from backends.base import (
+    BackendUnavailable,
+    Index,
+    InstanceRecord,
+    Level,
+    PatientUsage,
+    StorageArea,
+    StoredInstance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +40,52 @@ SPOOL_IN_MEMORY = 8 << 20  # parts above this go to a temporary file (then mmapp
 PROCESSING_FAILURE = 0x0110
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
+
+# Warning reason of an instance whose SOPInstanceUID was already stored and kept as it was
+# (OverwriteInstances false). PS3.18 Table I.2-1 (the C-STORE warnings of PS3.4 Table B.2-1)
+# has no code for "already stored, not replaced"; of the three it defines, B000 "Coercion of
+# Data Elements" and B007 "Data Set does not match SOP Class" describe a change or a defect
+# of the stored copy, while here every element received was set aside: B006 "Elements
+# Discarded". The item is in ReferencedSOPSequence (the instance is stored: the first copy)
+# and the request answers 202, which Table 10.5.3-1 gives to "stored some of the Instances
+# but warnings or failures exist for others"; 200 is for all stored as sent. Orthanc answers
+# 200 without a warning (docs/conformance.md).
+ELEMENTS_DISCARDED = 0xB006
+
+MIB = 1 << 20  # Orthanc's MaximumStorageSize unit (megabytes of 1024 × 1024 bytes)
+_RECYCLE_ROUNDS = 5  # usage re-read after each round: concurrent stores fill it up too
+_KEPT = -1  # _persist: a concurrent store of the same instance came first
+
+
+@dataclass(frozen=True)
+class StoragePolicy:
+    """What a store may do besides adding, as plain values; defaults are Orthanc's.
+
+    ``overwrite``: a stored SOPInstanceUID is replaced (else the first copy is kept and the
+    new one discarded, answered with :data:`ELEMENTS_DISCARDED`). ``max_bytes`` /
+    ``max_patients`` (0: no limit): what the stored instances may add up to, sizes as
+    stored. ``recycle``: make room by deleting the least recently stored patients (else
+    refuse the instance with :data:`OUT_OF_RESOURCES`).
+    """
+
+    overwrite: bool = False
+    max_bytes: int = 0
+    max_patients: int = 0
+    recycle: bool = True
+
+    @classmethod
+    def from_orthanc(cls, overwrite_instances: bool, maximum_storage_size: int,
+                     maximum_patient_count: int, maximum_storage_mode: str) -> StoragePolicy:
+        """From Orthanc's options (MaximumStorageSize in MB, mode Recycle or Reject)."""
+        return cls(overwrite_instances, maximum_storage_size * MIB, maximum_patient_count,
+                   maximum_storage_mode != "Reject")
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.max_bytes or self.max_patients)
+
+
+ORTHANC_DEFAULTS = StoragePolicy()
 
 
 class Part(Protocol):
@@ -41,14 +100,19 @@ class StowOutcome:
 
     base_url: str
     study_uid: str | None = None
-    stored: list[tuple[str, str, str, str]] = field(default_factory=list)  # class, sop, st, se
+    # class, sop, study, series, WarningReason (0: none)
+    stored: list[tuple[str, str, str, str, int]] = field(default_factory=list)
     failed: list[tuple[str | None, str | None, int]] = field(default_factory=list)
     conflict: bool = False
+    # Patient keys stored by this request so far: recycling never removes them (the answer
+    # is about to list their instances as stored).
+    patients: set[str] = field(default_factory=set)
 
     def status(self) -> int:
-        """200 all stored; 202 some failed; 409 nothing stored and a study mismatch;
-        400 nothing stored otherwise (an empty request stores nothing and is 200)."""
-        if not self.failed:
+        """200 all stored as sent; 202 some stored, and others failed or were stored with a
+        warning; 409 nothing stored and a study mismatch; 400 nothing stored otherwise
+        (an empty request stores nothing and is 200)."""
+        if not self.failed and not any(s[4] for s in self.stored):
             return 200
         if self.stored:
             return 202
@@ -64,9 +128,28 @@ class StowOutcome:
         body["00081199"] = {"vr": "SQ", "Value": [self._stored_item(*s) for s in self.stored]}
         return body
 
-    def _stored_item(self, sop_class: str, sop: str, st: str, se: str) -> dict[str, Any]:
+    def _stored_item(self, sop_class: str, sop: str, st: str, se: str,
+                     warning: int) -> dict[str, Any]:
         url = f"{self.base_url}studies/{st}/series/{se}/instances/{sop}"
-        return {"00081150": _ui(sop_class), "00081155": _ui(sop), "00081190": _ur(url)}
+        item = {"00081150": _ui(sop_class), "00081155": _ui(sop), "00081190": _ur(url)}
+        if warning:
+            item["00081196"] = {"vr": "US", "Value": [warning]}
+        return item
+
+    def add_stored(self, record: InstanceRecord) -> None:
+        st = record.uid(Level.STUDY)
+        self.study_uid = self.study_uid or st
+        self.patients.add(record.patient_key)
+        self.stored.append((str(record.instance["00080016"]["Value"][0]),
+                            record.uid(Level.INSTANCE), st, record.uid(Level.SERIES), 0))
+
+    def add_kept(self, record: InstanceRecord, kept: StoredInstance) -> None:
+        """An instance already stored under this SOPInstanceUID, answered where it is."""
+        self.study_uid = self.study_uid or kept.study_uid
+        self.patients.add(record.patient_key)
+        sop_class = kept.sop_class_uid or str(record.instance["00080016"]["Value"][0])
+        self.stored.append((sop_class, kept.sop_uid, kept.study_uid, kept.series_uid,
+                            ELEMENTS_DISCARDED))
 
 
 def _ui(value: str) -> dict[str, Any]:
@@ -95,6 +178,7 @@ def store_instances(
     base_url: str,
     study_uid: str | None = None,
     binary_mode: str = "BulkDataURI",
+    policy: StoragePolicy = ORTHANC_DEFAULTS,
 ) -> StowOutcome:
     """Store every part of a STOW-RS request; ``study_uid`` comes from the URL, if any.
 
@@ -107,7 +191,7 @@ def store_instances(
     try:
         for part in parts:
             _store_part(part, outcome, storage=storage, index=index, study_uid=study_uid,
-                        binary_mode=binary_mode)
+                        binary_mode=binary_mode, policy=policy)
     except BadRequest as exc:
         if not (outcome.stored or outcome.failed):
             raise
@@ -181,6 +265,7 @@ def store_one(
     index: Index,
     study_uid: str | None,
     binary_mode: str,
+    policy: StoragePolicy = ORTHANC_DEFAULTS,
 ) -> None:
     key = storage.new_key()
     try:
@@ -195,17 +280,100 @@ def store_one(
         outcome.conflict = True
         outcome.failed.append((sop_class, sop, PROCESSING_FAILURE))
         return
-    reason = _persist(f, record, storage, index)
+    existing = None
+    if not policy.overwrite or policy.limited:
+        existing = index.find_instance(sop)
+        if existing is not None and not policy.overwrite:
+            outcome.add_kept(record, existing)  # nothing written
+            return
+    if policy.limited:
+        reason = make_room(record, existing.size if existing else 0, storage=storage,
+                           index=index, policy=policy, protected=outcome.patients)
+        if reason:
+            outcome.failed.append((sop_class, sop, reason))
+            return
+    reason = _persist(f, record, storage, index, policy.overwrite)
+    if reason == _KEPT:
+        existing = index.find_instance(sop)
+        if existing is not None:
+            outcome.add_kept(record, existing)
+            return
+        reason = PROCESSING_FAILURE  # stored by a concurrent request, and deleted since
     if reason:
         outcome.failed.append((sop_class, sop, reason))
         return
-    outcome.study_uid = outcome.study_uid or st
-    outcome.stored.append((sop_class, sop, st, record.uid(Level.SERIES)))
+    outcome.add_stored(record)
 
 
-def _persist(f: BinaryIO, record: InstanceRecord, storage: StorageArea, index: Index) -> int:
+def make_room(record: InstanceRecord, replaced_size: int, *, storage: StorageArea,
+              index: Index, policy: StoragePolicy, protected: set[str]) -> int:
+    """0 when ``record`` may be stored within the policy's limits, once the least recently
+    stored patients are recycled if the policy says so (index first, then their blobs);
+    else :data:`OUT_OF_RESOURCES`, and then nothing was deleted.
+
+    Never recycled: the record's own patient and the ``protected`` ones (stored by the same
+    request). A patient that received an instance since it was chosen is left alone
+    (``Index.remove_patient`` compares ``last_stored``), so an instance acknowledged by a
+    concurrent request is never taken. Concurrent stores may pass a limit by the instances
+    in flight: each store re-reads the usage, so the next one brings it back.
+    """
+    if policy.max_bytes and record.size > policy.max_bytes:
+        log.warning("%s (%d bytes) can never fit in MaximumStorageSize (%d bytes)",
+                    record.uid(Level.INSTANCE), record.size, policy.max_bytes)
+        return OUT_OF_RESOURCES
+    for _ in range(_RECYCLE_ROUNDS):
+        usage = index.usage(record.patient_key)
+        excess_bytes = excess_patients = 0
+        if policy.max_bytes:
+            excess_bytes = usage.size - replaced_size + record.size - policy.max_bytes
+        if policy.max_patients:
+            new_patient = usage.patient_size is None
+            excess_patients = usage.patients + new_patient - policy.max_patients
+        if excess_bytes <= 0 and excess_patients <= 0:
+            return 0
+        victims = _victims(index, {record.patient_key, *protected}, excess_bytes,
+                           excess_patients) if policy.recycle else None
+        if victims is None:
+            log.warning("storage full (%d bytes, %d patients): %s refused", usage.size,
+                        usage.patients, record.uid(Level.INSTANCE))
+            return OUT_OF_RESOURCES
+        for victim in victims:
+            removed = index.remove_patient(victim.patient_key, victim.last_stored)
+            if removed.instances:
+                log.info("recycled patient %s (%d instances) to store %s",
+                         victim.patient_key, removed.instances, record.uid(Level.INSTANCE))
+            for key in removed.storage_keys:
+                _delete_quietly(storage, key)
+    return 0
+
+
+def _victims(index: Index, protected: set[str], excess_bytes: int,
+             excess_patients: int) -> list[PatientUsage] | None:
+    """The least recently stored patients whose removal covers both excesses, or None if
+    removing every patient that may go would not (Orthanc: "Cannot recycle more patients")."""
+    limit = 8
+    while True:
+        candidates = index.oldest_patients(limit, protected)
+        chosen: list[PatientUsage] = []
+        freed = 0
+        for candidate in candidates:
+            if freed >= excess_bytes and len(chosen) >= excess_patients:
+                break
+            chosen.append(candidate)
+            freed += candidate.size
+        if freed >= excess_bytes and len(chosen) >= excess_patients:
+            return chosen
+        if len(candidates) < limit:
+            return None
+        limit *= 8
+
+
+def _persist(f: BinaryIO, record: InstanceRecord, storage: StorageArea, index: Index,
+             overwrite: bool) -> int:
     """Blob first, then the index, then the replaced blob: nothing half-visible.
 
+    Without ``overwrite``, an instance stored meanwhile by a concurrent request wins: this
+    blob is deleted again and :data:`_KEPT` returned, so that exactly one blob remains.
     An unreachable backend (``BackendUnavailable``) is not a per-instance failure: it
     propagates and the whole request answers 503, the blob of this part removed first
     when the index was the one that failed.
@@ -217,7 +385,13 @@ def _persist(f: BinaryIO, record: InstanceRecord, storage: StorageArea, index: I
         log.error("storing %s failed: %s", record.uid(Level.INSTANCE), exc)
         return OUT_OF_RESOURCES if exc.errno == errno.ENOSPC else PROCESSING_FAILURE
     try:
-        replaced = index.add_instance(record)
+        if overwrite:
+            replaced = index.add_instance(record)
+        elif index.add_instance_if_absent(record):
+            replaced = None
+        else:
+            _delete_quietly(storage, record.storage_key)
+            return _KEPT
     except BackendUnavailable:
         _delete_quietly(storage, record.storage_key)
         raise

@@ -7,7 +7,7 @@ import io
 from flask.testing import FlaskClient
 
 from tests.api.data import ct_bytes, uid
-from tests.conftest import stow_body
+from tests.conftest import make_settings, stow_body
 
 REFERENCED, FAILED, RETRIEVE_URL = "00081199", "00081198", "00081190"
 
@@ -31,7 +31,11 @@ def test_store_two_instances_answers_200_with_references(client: FlaskClient) ->
     assert item["00081190"]["Value"][0].startswith(f"http://localhost/dicom-web/studies/{st}/")
 
 
-def test_restore_replaces_and_keeps_one_copy(client: FlaskClient, app) -> None:  # type: ignore[no-untyped-def]
+def test_restore_replaces_and_keeps_one_copy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    app = create_app(make_settings(tmp_path, OverwriteInstances=True))
+    client = app.test_client()
     st, se, sop = uid(), uid(), uid()
     assert post(client, [ct_bytes(st, se, sop, patient="FIRST^ONE")]).status_code == 200
     assert post(client, [ct_bytes(st, se, sop, patient="SECOND^TWO")]).status_code == 200

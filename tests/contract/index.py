@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
 
 from backends import matching
-from backends.base import Constraint, Index, Level, Match, Query, Removed
+from backends.base import Constraint, Index, Level, Match, PatientUsage, Query, Removed, Usage
 from tests.contract.records import (
     CT_IMAGE,
     MR_IMAGE,
     constraint,
     make_record,
+    orthanc_id,
     query,
     single,
     uid,
@@ -61,6 +63,23 @@ def archive() -> list[Any]:
         make_record("1.4", "1.4.1", "1.4.1.1", **STUDY_D),
         make_record("1.5", "1.5.1", "1.5.1.1", **STUDY_E),
     ]
+
+
+SIZE = 1234  # make_record's default size
+# Patients of :func:`archive`, in the order they were first stored: instances per patient.
+ARCHIVE_PATIENTS = {"PID-a": 4, "PID-b": 2, "pid-c": 1, "PID-d": 1, "PID-e": 1}
+
+
+def patient(patient_id: str) -> str:
+    """The patient key make_record gives a PatientID."""
+    return orthanc_id(patient_id)
+
+
+def order(index: Index, *exclude: str) -> list[str]:
+    """PatientIDs of the archive in recycling order (least recently stored first)."""
+    names = {patient(p): p for p in [*ARCHIVE_PATIENTS, "P1", "X", "Y"]}
+    return [names[p.patient_key]
+            for p in index.oldest_patients(100, [patient(e) for e in exclude])]
 
 
 def found(index: Index, level: Level, *constraints: Any, **kw: Any) -> list[str]:
@@ -562,3 +581,142 @@ class IndexContract:
         record = make_record("1.1", "1.1.1", "1.1.1.1")
         assert index.add_instance(record) is None
         assert found(index, Level.STUDY) == ["1.2", "1.3", "1.4", "1.5", "1.1"]
+
+    # -- keep the first (OverwriteInstances: false) ------------------------------------------
+
+    def test_add_if_absent_keeps_the_first(self, index: Index) -> None:
+        first = make_record("1", "1.1", "1.1.1", PatientName="First^One")
+        assert index.add_instance_if_absent(first) is True
+        second = make_record("1", "1.1", "1.1.1", PatientName="Second^Two", size=99)
+        assert index.add_instance_if_absent(second) is False
+        [kept] = index.instances("1")
+        assert kept.storage_key == first.storage_key and kept.size == SIZE
+        # nothing of the second was written, not even the study's attributes
+        assert found(index, Level.STUDY, single("PatientName", "first^one")) == ["1"]
+        assert index.usage() == Usage(SIZE, 1)
+
+    def test_add_if_absent_stores_a_new_instance_like_add(self, index: Index,
+                                                           keys: dict[str, str]) -> None:
+        record = make_record("1.1", "1.1.1", "1.1.1.9", InstanceNumber=9, **STUDY_A)
+        assert index.add_instance_if_absent(record) is True
+        assert "1.1.1.9" in [i.sop_uid for i in index.instances("1.1", "1.1.1")]
+        assert index.usage(patient("PID-a")).patient_size == 5 * SIZE
+
+    def test_concurrent_adds_if_absent_insert_once(self, index: Index) -> None:
+        records = [make_record("1", "1.1", "1.1.1") for _ in range(8)]
+        results: dict[str, bool] = {}
+        barrier = threading.Barrier(len(records))
+
+        def add(record: Any) -> None:
+            barrier.wait(timeout=30)
+            results[record.storage_key] = index.add_instance_if_absent(record)
+
+        threads = [threading.Thread(target=add, args=(r,)) for r in records]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        winners = [key for key, added in results.items() if added]
+        assert len(results) == len(records) and len(winners) == 1
+        assert [i.storage_key for i in index.instances("1")] == winners
+        assert index.usage() == Usage(SIZE, 1)
+
+    # -- storage usage (MaximumStorageSize, MaximumPatientCount) -----------------------------
+
+    def test_usage_of_an_empty_index(self, index: Index) -> None:
+        assert index.usage() == Usage(0, 0, None)
+        assert index.usage(patient("P1")) == Usage(0, 0, None)
+        assert index.oldest_patients(10) == []
+
+    def test_usage_counts_bytes_and_patients(self, index: Index, keys: dict[str, str]) -> None:
+        assert index.usage() == Usage(9 * SIZE, 5)
+        assert index.usage(patient("PID-a")) == Usage(9 * SIZE, 5, 4 * SIZE)
+        assert index.usage(patient("nobody")).patient_size is None
+
+    def test_usage_follows_replacements_and_removals(self, index: Index,
+                                                     keys: dict[str, str]) -> None:
+        index.add_instance(make_record("1.2", "1.2.1", "1.2.1.1", size=5000, **STUDY_B))
+        assert index.usage(patient("PID-b")) == Usage(8 * SIZE + 5000, 5, SIZE + 5000)
+        index.add_instance(make_record("1.2", "1.2.1", "1.2.1.1", size=5000, **STUDY_B))
+        assert index.usage().size == 8 * SIZE + 5000  # the same size again: no change
+        index.remove("1.2", "1.2.1", "1.2.1.2")
+        assert index.usage(patient("PID-b")) == Usage(7 * SIZE + 5000, 5, 5000)
+        index.remove("1.2")
+        assert index.usage(patient("PID-b")) == Usage(7 * SIZE, 4, None)
+        index.remove("1.1", "1.1.1")
+        assert index.usage(patient("PID-a")) == Usage(4 * SIZE, 4, SIZE)
+        for study in ["1.1", "1.3", "1.4", "1.5"]:
+            index.remove(study)
+        assert index.usage() == Usage(0, 0)
+        assert index.oldest_patients(10) == []
+
+    def test_usage_follows_a_study_moved_to_another_patient(self, index: Index) -> None:
+        index.add_instance(make_record("1", "1.1", "1.1.1", PatientID="X", size=100))
+        index.add_instance(make_record("1", "1.2", "1.2.1", PatientID="X", size=200))
+        index.add_instance(make_record("2", "2.1", "2.1.1", PatientID="Y", size=400))
+        # A new instance of study 1 names patient Y: the study and its instances follow.
+        index.add_instance(make_record("1", "1.1", "1.1.2", PatientID="Y", size=800))
+        assert index.usage(patient("Y")) == Usage(1500, 1, 1500)
+        assert index.usage(patient("X")).patient_size is None
+        assert [p.instances for p in index.oldest_patients(10)] == [4]
+        # a series moved to a study of another patient takes its instances along
+        index.add_instance(make_record("3", "3.1", "3.1.1", PatientID="X", size=10))
+        index.add_instance(make_record("3", "1.2", "1.2.2", PatientID="X", size=20))
+        assert index.usage(patient("X")) == Usage(1530, 2, 230)
+        assert index.usage(patient("Y")).patient_size == 1300
+        # an instance replaced under another patient moves alone
+        index.add_instance(make_record("2", "2.1", "1.1.1", PatientID="Y", size=100))
+        assert index.usage(patient("Y")).patient_size == 1300
+        assert sorted(p.instances for p in index.oldest_patients(10)) == [3, 3]
+        index.remove("1")
+        index.remove("2")
+        index.remove("3")
+        assert index.usage() == Usage(0, 0) and index.oldest_patients(10) == []
+
+    def test_oldest_patients_are_the_least_recently_stored(self, index: Index,
+                                                          keys: dict[str, str]) -> None:
+        assert order(index) == list(ARCHIVE_PATIENTS)
+        oldest = index.oldest_patients(2)
+        assert [(p.size, p.instances) for p in oldest] == [(4 * SIZE, 4), (2 * SIZE, 2)]
+        assert all(isinstance(p, PatientUsage) for p in oldest)
+        assert oldest[0].last_stored < oldest[1].last_stored
+        # a new instance moves its patient last, and so does a replacement (a new blob)
+        index.add_instance(make_record("1.1", "1.1.1", "1.1.1.9", **STUDY_A))
+        assert order(index) == ["PID-b", "pid-c", "PID-d", "PID-e", "PID-a"]
+        index.add_instance(make_record("1.3", "1.3.1", "1.3.1.1", **STUDY_C))
+        assert order(index) == ["PID-b", "PID-d", "PID-e", "PID-a", "pid-c"]
+        # a removal does not count as activity, nor does an instance kept as it was
+        index.remove("1.2", "1.2.1", "1.2.1.1")
+        index.add_instance_if_absent(make_record("1.4", "1.4.1", "1.4.1.1", **STUDY_D))
+        assert order(index) == ["PID-b", "PID-d", "PID-e", "PID-a", "pid-c"]
+        assert order(index, "PID-b", "PID-e") == ["PID-d", "PID-a", "pid-c"]
+        assert len(index.oldest_patients(1, [patient("PID-b")])) == 1
+
+    def test_remove_patient(self, index: Index, keys: dict[str, str]) -> None:
+        index.add_instance(make_record("1.9", "1.9.1", "1.9.1.1", **STUDY_A))
+        removed = index.remove_patient(patient("PID-a"))
+        assert sorted(removed.storage_keys) == sorted(
+            [keys[k] for k in ALL_INSTANCES[:4]] + [index_key(removed, keys)])
+        assert removed.instances == 5
+        assert found(index, Level.STUDY) == ALL_STUDIES[1:]
+        assert index.find_instance("1.1.1.1") is None and index.instances("1.9") == []
+        assert index.usage() == Usage(5 * SIZE, 4)
+        assert order(index) == ["PID-b", "pid-c", "PID-d", "PID-e"]
+        assert index.remove_patient(patient("PID-a")) == Removed((), 0)
+
+    def test_remove_patient_spares_one_stored_to_since(self, index: Index,
+                                                       keys: dict[str, str]) -> None:
+        [oldest] = index.oldest_patients(1)
+        index.add_instance(make_record("1.1", "1.1.1", "1.1.1.9", **STUDY_A))  # meanwhile
+        assert index.remove_patient(oldest.patient_key, oldest.last_stored) == Removed((), 0)
+        assert len(index.instances("1.1")) == 5
+        [now] = index.oldest_patients(1)
+        assert now.patient_key == patient("PID-b")
+        assert index.remove_patient(now.patient_key, now.last_stored).instances == 2
+        assert index.usage() == Usage(8 * SIZE, 4)
+
+
+def index_key(removed: Removed, keys: dict[str, str]) -> str:
+    """The one removed key that is not in ``keys`` (an instance added by the test)."""
+    [extra] = set(removed.storage_keys) - set(keys.values())
+    return extra

@@ -113,7 +113,9 @@ def test_concurrent_stow_through_both_nodes_loses_and_duplicates_nothing(
 
     with ThreadPoolExecutor(max_workers=8) as pool:  # A and B requests interleaved
         statuses = list(pool.map(lambda r: stow(*r).status_code, _interleave(requests_)))
-    assert statuses == [200] * len(requests_)
+    # 202 where a request carried an instance the other node had stored first: kept, with
+    # a warning (OverwriteInstances false, Orthanc's default).
+    assert set(statuses) <= {200, 202} and statuses.count(200) >= 1
 
     for node in (cluster.a, cluster.b):
         sops = uids(get(node, f"studies/{study}/instances"), "00080018")
@@ -124,7 +126,7 @@ def test_concurrent_stow_through_both_nodes_loses_and_duplicates_nothing(
         for one in series:
             (counted,) = get(node, f"studies/{study}/series", SeriesInstanceUID=one).json()
             assert counted["00201209"]["Value"] == [INSTANCES // SERIES]
-    # A re-sent instance replaced its first copy: its old object went with it.
+    # A re-sent instance was kept as first stored: no second object was left behind.
     assert cluster.objects() - objects_before == INSTANCES
     assert _instance_count(cluster.a) - instances_before == INSTANCES
     assert cluster.objects() == _instance_count(cluster.a)

@@ -27,7 +27,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::UserWarning")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("files"), pin_host=True).start()
+    # pydicom's bundled files reuse SOP Instance UIDs across variants of one image: each
+    # file must replace the previous one to be retrieved as itself.
+    srv = Server(tmp_path_factory.mktemp("files"), pin_host=True,
+                 extra={"OverwriteInstances": True}).start()
     yield srv
     srv.stop()
 

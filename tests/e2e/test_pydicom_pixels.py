@@ -42,7 +42,10 @@ AS_STORED = "multipart/related; type=application/octet-stream; transfer-syntax=*
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("pixels")).start()
+    # pydicom's bundled files reuse SOP Instance UIDs across variants of one image: each
+    # file must replace the previous one to be retrieved as itself.
+    srv = Server(tmp_path_factory.mktemp("pixels"),
+                 extra={"OverwriteInstances": True}).start()
     yield srv
     srv.stop()
 
