@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,15 @@ class _String(fields.String):
 
 
 
+# Names the configuration's own Dictionary defines, while that configuration is validated
+# (nothing is registered with pydicom before the server starts).
+_DICTIONARY_NAMES: ContextVar[frozenset[str]] = ContextVar("dictionary_names",
+                                                           default=frozenset())
+
+
 def _check_tags(names: list[str]) -> None:
-    """Extrapolated tags must be keywords or tags (Orthanc refuses to start otherwise)."""
+    """Extrapolated tags must be keywords or tags, of pydicom's dictionary or of the
+    configuration's ``Dictionary`` (Orthanc refuses to start otherwise)."""
     from app.dicom.query import tag_of  # pydicom's dictionary; imported only when used
 
     bad = []
@@ -119,7 +127,8 @@ def _check_tags(names: list[str]) -> None:
         try:
             tag_of(name)
         except ValueError:
-            bad.append(name)
+            if name not in _DICTIONARY_NAMES.get():
+                bad.append(name)
     if bad:
         raise ValidationError(f"Unknown DICOM tag(s): {', '.join(map(repr, bad))}.")
 
@@ -456,13 +465,27 @@ def parse_settings(data: dict[str, Any], source: str = "<dict>",
             f"{origins.get(key, source)}: unknown configuration key \"{key}\""
             f"{suggestion(key, KNOWN_TOP_LEVEL | set(IGNORED))}" for key in unknown))
     _log_ignored(data, source)
+    names = _DICTIONARY_NAMES.set(_dictionary_names(data))
     try:
         settings: Settings = SettingsSchema().load({k: v for k, v in data.items()
                                                     if k in KNOWN_TOP_LEVEL})
     except ValidationError as exc:
         raise ConfigurationError("; ".join(_problems(exc.messages, source, origins))) from None
+    finally:
+        _DICTIONARY_NAMES.reset(names)
     _check_security(data, source)
     return replace(settings, source=source, ignored=tuple(ignored_keys(data)))
+
+
+def _dictionary_names(data: dict[str, Any]) -> frozenset[str]:
+    """Keywords the ``Dictionary`` of this configuration defines (invalid entries are
+    reported by its own check)."""
+    dictionary, creator = data.get("Dictionary"), data.get("DefaultPrivateCreator", "")
+    if not isinstance(dictionary, dict) or not isinstance(creator, str):
+        return frozenset()
+    from app.dicom.dictionary import parse_entries
+
+    return frozenset(entry.name for entry in parse_entries(dictionary, creator)[0])
 
 
 def _log_ignored(data: dict[str, Any], source: str) -> None:

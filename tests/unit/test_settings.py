@@ -595,3 +595,13 @@ def test_servers_are_kept_as_given() -> None:
 
 def test_source_is_recorded() -> None:
     assert parse_settings({}, "here.json").source == "here.json"
+
+
+def test_extrapolated_tags_may_name_the_configurations_own_dictionary() -> None:
+    data = {"Dictionary": {"0009,1001": ["LO", "MyPrivateThing", 1, 1, "ACME"]},
+            "DicomWeb": {"SeriesMetadata": "Extrapolate",
+                         "SeriesMetadataExtrapolatedTags": ["MyPrivateThing"]}}
+    settings = parse_settings(data)
+    assert settings.DicomWeb.SeriesMetadataExtrapolatedTags == ["MyPrivateThing"]
+    with pytest.raises(ConfigurationError, match="NotDefinedAnywhere"):
+        parse_settings({"DicomWeb": {"SeriesMetadataExtrapolatedTags": ["NotDefinedAnywhere"]}})
