@@ -8,14 +8,18 @@ import logging
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from app.errors import DicomWebError, ServiceUnavailable
+from app.audit import install_audit
+from app.cors import install_cors
+from app.errors import DicomWebError, MethodNotAllowed, ServiceUnavailable
 from app.http import CollapseSlashes
+from app.security import install_security
 from app.services import EXTENSION, Services
 from app.settings import Settings, load_settings
 from backends import filesystem_storage, sqlite_index
 from backends.base import BackendUnavailable, Index, StorageArea
 
 log = logging.getLogger(__name__)
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def create_app(
@@ -40,7 +44,10 @@ def create_app(
     )
     _register_blueprints(app, settings)
     _register_error_handlers(app)
+    install_audit(app, settings)  # first: its status hook runs after every other one
+    install_security(app, settings)  # the first before_request hook: nothing answers earlier
     app.wsgi_app = CollapseSlashes(app.wsgi_app)  # type: ignore[method-assign]
+    install_cors(app, settings)  # outermost: preflights answered before any other layer
     return app
 
 
@@ -100,14 +107,29 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     dicomweb = settings.DicomWeb
     prefix = dicomweb.root.rstrip("/")
     if dicomweb.Enable:
-        # ReadOnly: the writing services are not registered, so their routes answer 405.
-        writers = (stow_rs, delete)
         for module in (qido_rs, wado_rs, stow_rs, delete):
-            if module in writers and settings.ReadOnly:
-                continue
             app.register_blueprint(module.blueprint, url_prefix=prefix)
+        if settings.ReadOnly:
+            _refuse_writes(app, (stow_rs.blueprint.name, delete.blueprint.name))
     if dicomweb.EnableWado:
         app.register_blueprint(wado_uri.blueprint, url_prefix=dicomweb.wado_root)
+
+
+def _refuse_writes(app: Flask, blueprints: tuple[str, ...]) -> None:
+    """ReadOnly: every route of the writing services answers 405 with the reason and an
+    ``Allow`` of the read methods of its path, before the body is read. The views are
+    replaced (the endpoints stay), so authentication hooks still run first."""
+
+    def refuse(**_: object) -> Response:
+        adapter = app.create_url_adapter(request)
+        allowed = adapter.allowed_methods() if adapter is not None else []
+        raise MethodNotAllowed(
+            f"This server is read-only (ReadOnly: true): {request.method} is refused",
+            headers={"Allow": ", ".join(m for m in allowed if m in READ_METHODS)})
+
+    for endpoint in list(app.view_functions):
+        if endpoint.partition(".")[0] in blueprints:
+            app.view_functions[endpoint] = refuse
 
 
 def error_response(status: int, body: dict[str, object], headers: dict[str, str]) -> Response:

@@ -56,12 +56,16 @@ def extra_problems(settings: Settings) -> list[str]:
 
 
 def _validators() -> list[tuple[str, Any]]:
+    from app import security
     from app.dicom import dictionary, levels
+    from app.gunicorn_worker import check_tls
 
     return [
         ("Dictionary", lambda s: dictionary.validate(
             s.Dictionary, s.DefaultPrivateCreator, s.DefaultEncoding)),
         ("ExtraMainDicomTags", lambda s: levels.validate_extra_tags(s.ExtraMainDicomTags)),
+        ("SslEnabled", check_tls),  # certificate + key file, trusted clients
+        ("Security", lambda s: security.check(s)),  # users, hashes, roles, AuditLogFile
     ]
 
 
@@ -77,6 +81,8 @@ def _masked(value: Any, key: str = "", servers: bool = False) -> Any:
     """Passwords, secret keys and URI credentials replaced by a mask; ``servers``: inside
     DicomWeb.Servers, whose array form is ``[url, user, password]`` (reference §7.1)."""
     if isinstance(value, dict):
+        if key == "RegisteredUsers":  # user -> password or hash: keep the names only
+            return dict.fromkeys(value, MASK)
         return {k: _masked(v, k, servers or k == "Servers") for k, v in value.items()}
     if isinstance(value, list):
         if servers and len(value) >= 3 and key != "Servers":

@@ -2,6 +2,8 @@
 
     dicomweb-server [serve] [--config FILE|FOLDER] [--workers N] [--threads N] [--port N]
     dicomweb-server check-config FILE|FOLDER
+    dicomweb-server check [--config FILE|FOLDER] [--repair] [--grace SECONDS] [--sizes]
+    dicomweb-server hash-password [--iterations N] < password
     dicomweb-server migrate --from OLD_CONFIG --to NEW_CONFIG [--delete-source] [--batch N]
                             [--jobs N]
 
@@ -28,6 +30,9 @@ def gunicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, 
     """gunicorn settings in one place (docs/deployment notes refer to this)."""
     host = "0.0.0.0" if settings.remote_access else "127.0.0.1"
     port = args.port if args.port is not None else settings.HttpPort
+    from app.gunicorn_worker import REQUEST_LINE_LIMIT, tls_options
+
+    limits = settings.Limits
     return {
         "bind": f"{host}:{port}",
         "workers": args.workers or settings.Gunicorn.workers,
@@ -42,12 +47,23 @@ def gunicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, 
         # The index opens its connections lazily in each worker after the fork.
         "preload_app": True,
         "graceful_timeout": 30,
+        # gunicorn ≥ 27 opens an admin control socket (~/.gunicorn/gunicorn.ctl, one path
+        # for every server of a user): not needed, one attack surface less.
+        "control_socket_disable": True,
         # Orthanc's KeepAlive / KeepAliveTimeout: gunicorn closes idle connections after
         # `keepalive` seconds, and 0 turns keep-alive off (Connection: close).
         "keepalive": settings.KeepAliveTimeout if settings.KeepAlive else 0,
         "accesslog": "-" if args.access_log else None,
         "errorlog": "-",
         "loglevel": "info",
+        # Limits: gunicorn refuses bigger heads before the app sees them; the worker answers
+        # in JSON (431 header size/count, 414 request line).
+        "limit_request_field_size": limits.MaximumHeaderSize,
+        "limit_request_fields": limits.MaximumHeaderCount,
+        "limit_request_line": REQUEST_LINE_LIMIT,
+        # SslEnabled: TLS in gunicorn (certfile = keyfile = SslCertificate, checked at
+        # start-up); SslVerifyPeers: a client certificate signed by a trusted one required.
+        **tls_options(settings),
     }
 
 
@@ -59,13 +75,16 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for key, value in gunicorn_options(settings, args).items():
-                if value is not None:
+                if value is not None and key in self.cfg.settings:  # older gunicorns lack some
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
             from app.gunicorn_worker import RequestTimeoutWorker
 
             RequestTimeoutWorker.request_timeout = float(settings.HttpRequestTimeout)
+            RequestTimeoutWorker.describe_errors = settings.HttpDescribeErrors
+            RequestTimeoutWorker.header_size = settings.Limits.MaximumHeaderSize
+            RequestTimeoutWorker.header_count = settings.Limits.MaximumHeaderCount
             return create_app(settings)
 
     _Server().run()
@@ -75,7 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dicomweb-server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _serve_options(parser)
-    commands = parser.add_subparsers(dest="command", metavar="{serve,check-config,migrate}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="{serve,check-config,check,migrate,hash-password}")
     # Options may also follow ``serve``; SUPPRESS keeps the subparser from resetting the
     # ones given before it to their defaults.
     _serve_options(commands.add_parser("serve", help="run the server (the default)"),
@@ -84,9 +104,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "check-config", help="print what a configuration means; exit 1 on problems")
     check.add_argument("path", metavar="FILE|FOLDER",
                        help="an Orthanc-style JSON file, or a folder of them")
+    _check_options(commands.add_parser(
+        "check", help="compare the index with the storage; exit 1 on problems",
+        description=CHECK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
     _migrate_options(commands.add_parser(
         "migrate", help="copy every instance from one deployment to another",
         description=MIGRATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
+    hashing = commands.add_parser(
+        "hash-password", help="print a RegisteredUsers value for a password read from stdin")
+    hashing.add_argument("--iterations", type=_positive, default=600_000, metavar="N",
+                         help="PBKDF2-SHA256 iterations (default: 600000)")
     args = parser.parse_args(argv)
     args.command = args.command or "serve"
     return args
@@ -104,6 +131,63 @@ def _serve_options(parser: argparse.ArgumentParser, suppress: bool = False) -> N
     parser.add_argument("--access-log", action="store_true",
                         default=argparse.SUPPRESS if suppress else False,
                         help="log every request")
+
+
+CHECK_HELP = """\
+Compare the index with the storage of the deployment the configuration describes (the
+server may keep running): orphan blobs (no index row refers to them), index rows whose
+blob is missing, interrupted writes, and with --sizes blobs whose size differs from the
+recorded one. --repair removes the rows without blobs (index first), then deletes the
+orphan blobs and interrupted writes older than the grace period: a younger unreferenced
+blob may belong to a STOW in flight (blob written, index row not yet committed), so it is
+never deleted. Exit status: 0 consistent, 1 problems remain, 2 bad configuration or a
+backend unreachable.
+"""
+
+
+def _check_options(parser: argparse.ArgumentParser) -> None:
+    from app.consistency import DEFAULT_GRACE
+
+    parser.add_argument("--config", default=argparse.SUPPRESS,
+                        help=f"Orthanc-style JSON file or folder (default: ${CONFIG_ENV})")
+    parser.add_argument("--repair", action="store_true",
+                        help="remove rows without blobs, delete orphan blobs older than the"
+                             " grace period and interrupted writes")
+    parser.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
+                        help="age under which an unreferenced blob is left alone, as maybe a"
+                             f" STOW in flight (default: {DEFAULT_GRACE:.0f})")
+    parser.add_argument("--sizes", action="store_true",
+                        help="also compare every blob's size with the recorded one (one stat,"
+                             " on S3 one HEAD request, per instance)")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """``dicomweb-server check``: the same backends as the server, the report on stdout."""
+    from app import build_index, build_storage
+    from app.consistency import check
+
+    if args.grace < 0:
+        print("dicomweb-server: --grace cannot be negative", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(args.config)
+        storage, index = build_storage(settings), build_index(settings)
+    except (ConfigurationError, ValueError) as exc:
+        print(f"dicomweb-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except BackendUnavailable as exc:
+        print(f"dicomweb-server: {exc}", file=sys.stderr)
+        return 2
+    print(f"storage: {storage!r}\nindex: {index!r}", flush=True)
+    try:
+        report = check(storage, index, repair=args.repair, grace=args.grace, sizes=args.sizes)
+    except BackendUnavailable as exc:
+        print(f"dicomweb-server: check stopped: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        index.close()
+    print(report.text())
+    return 0 if report.consistent else 1
 
 
 MIGRATE_HELP = """\
@@ -179,9 +263,16 @@ def main(argv: list[str] | None = None) -> int:
         report, status = check(args.path)
         print(report)
         return status
+    if args.command == "hash-password":
+        from app.security import hash_password_command
+
+        return hash_password_command(args.iterations)
     if args.command == "migrate":
         logging.getLogger().setLevel(logging.WARNING)  # the progress bar says the rest
         return migrate(args)
+    if args.command == "check":
+        logging.getLogger().setLevel(logging.WARNING)  # the report says the rest
+        return run_check(args)
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     try:

@@ -19,14 +19,16 @@ from app.settings import DicomWeb
 _HOST = re.compile(r"^[A-Za-z0-9.\-_]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
 
-def base_url(headers: Mapping[str, str], dicomweb: DicomWeb) -> str:
+def base_url(headers: Mapping[str, str], dicomweb: DicomWeb, scheme: str = "http") -> str:
     """Absolute prefix of RetrieveURL, BulkDataURI and Content-Location (reference §4.9).
 
     First match wins: the ``Host`` setting; ``X-Forwarded-Host`` with
     ``X-Forwarded-Proto``; the first ``Forwarded`` element (RFC 7239); the ``Host``
-    header; ``localhost:8042``. The path is ``PublicRoot`` (default: ``Root``).
+    header; ``localhost:8042``. The path is ``PublicRoot`` (default: ``Root``). The scheme
+    is https with ``DicomWeb.Ssl`` or when the request came over TLS (``SslEnabled``:
+    ``scheme`` is the request's ``wsgi.url_scheme``), unless forwarded headers say.
     """
-    scheme = "https" if dicomweb.Ssl else "http"
+    scheme = "https" if dicomweb.Ssl or scheme == "https" else "http"
     host = dicomweb.Host or ""
     if not host:
         scheme, host = _from_headers(headers, scheme)
@@ -56,7 +58,7 @@ def _parse_forwarded(value: str) -> dict[str, str]:
 def request_base_url() -> str:
     from app.services import services
 
-    return base_url(request.headers, services().settings.DicomWeb)
+    return base_url(request.headers, services().settings.DicomWeb, request.scheme)
 
 
 def query_pairs() -> list[tuple[str, str]]:

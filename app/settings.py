@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CONFIG_ENV = "DICOMWEB_CONFIG"
 METADATA_MODES = ("Full", "MainDicomTags", "Extrapolate")
 BINARY_MODES = ("BulkDataURI", "InlineBinary", "ArrayOfValues")
+ROLES = ("read-only", "read-write", "admin")
 # DefaultEncoding values Orthanc accepts (Toolbox::StringToEncoding).
 ENCODINGS = ("Ascii", "Utf8", "Latin1", "Latin2", "Latin3", "Latin4", "Latin5", "Cyrillic",
              "Windows1251", "Arabic", "Greek", "Hebrew", "Thai", "Japanese", "Chinese",
@@ -225,6 +226,30 @@ class PostgreSQLSchema(_Strict):
     HousekeepingInterval = _Integer(load_default=1)
 
 
+class CorsSchema(_Strict):
+    """Ours: Cross-Origin Resource Sharing, so that a viewer served from another origin can
+    call the server directly (Orthanc needs a reverse proxy for it). Empty = CORS off."""
+
+    AllowedOrigins = fields.List(_String(), load_default=list)  # ["*"] = any origin
+    AllowedMethods = fields.List(_String(), load_default=lambda: [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"])
+    AllowedHeaders = fields.List(_String(), load_default=lambda: [
+        "Accept", "Authorization", "Content-Type", "Content-Length", "Range"])
+    ExposedHeaders = fields.List(_String(), load_default=lambda: [
+        "Content-Length", "Content-Location", "Content-Type", "Warning", "Location"])
+    AllowCredentials = _Boolean(load_default=False)
+    MaxAge = _Integer(load_default=600, validate=validate.Range(min=0))
+
+
+class LimitsSchema(_Strict):
+    """Ours: request limits; going over answers 413/431/400 with a JSON reason. 0 = none."""
+
+    MaximumRequestSize = _Integer(load_default=0, validate=validate.Range(min=0))  # MiB
+    MaximumStowInstances = _Integer(load_default=0, validate=validate.Range(min=0))
+    MaximumHeaderSize = _Integer(load_default=8190, validate=validate.Range(min=256))  # bytes
+    MaximumHeaderCount = _Integer(load_default=100, validate=validate.Range(min=10))
+
+
 class SettingsSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -255,14 +280,24 @@ class SettingsSchema(Schema):
     ExtraMainDicomTags = fields.Dict(keys=_String(validate=validate.OneOf(
         ("Patient", "Study", "Series", "Instance"))), values=fields.List(_String()),
         load_default=dict)
-    # Security: recognised, and start-up stops when they would turn protection on that this
-    # server does not provide yet (fail closed, see _check_security).
+    # Security (Orthanc's keys; docs/security.md). AuthenticationEnabled unset = the value
+    # of RemoteAccessAllowed, as in Orthanc. RegisteredUsers values are plain passwords or
+    # hashes ("pbkdf2_sha256$iterations$salt$hash", ours).
     AuthenticationEnabled = _Boolean(load_default=None, allow_none=True)
     RegisteredUsers = fields.Dict(keys=_String(), values=_String(), load_default=dict)
     SslEnabled = _Boolean(load_default=False)
     SslCertificate = _String(load_default="certificate.pem")
     SslVerifyPeers = _Boolean(load_default=False)
     SslTrustedClientCertificates = _String(load_default="")
+    # Ours: a role per user ("read-only", "read-write", "admin"); users not listed are
+    # "read-write" (Orthanc has no roles: every registered user may do everything but
+    # what the admin role guards here).
+    UserRoles = fields.Dict(keys=_String(), values=_String(validate=validate.OneOf(ROLES)),
+                            load_default=dict)
+    Cors = fields.Nested(CorsSchema, load_default=lambda: CorsSchema().load({}))
+    Limits = fields.Nested(LimitsSchema, load_default=lambda: LimitsSchema().load({}))
+    # Ours: one JSON line per request touching patient data, appended to this file ("" = off).
+    AuditLogFile = _String(load_default="")
     HttpTimeout = _Integer(load_default=60, validate=validate.Range(min=0))
     HttpRequestTimeout = _Integer(load_default=30, validate=validate.Range(min=0))
     KeepAlive = _Boolean(load_default=True)
@@ -274,9 +309,8 @@ class SettingsSchema(Schema):
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> Settings:
-        for key in ("AuthenticationEnabled", "RegisteredUsers", "SslEnabled", "SslCertificate",
-                    "SslVerifyPeers", "SslTrustedClientCertificates"):
-            data.pop(key)  # checked by _check_security, not kept
+        data["Cors"] = Cors(**data["Cors"])
+        data["Limits"] = Limits(**data["Limits"])
         data["DicomWeb"] = DicomWeb(**data["DicomWeb"])
         data["Gunicorn"] = Gunicorn(**data["Gunicorn"])
         if data["AwsS3Storage"] is not None:
@@ -284,6 +318,27 @@ class SettingsSchema(Schema):
         if data["PostgreSQL"] is not None:
             data["PostgreSQL"] = PostgreSQL(**data["PostgreSQL"])
         return Settings(**data)
+
+
+@dataclass(frozen=True)
+class Cors:
+    AllowedOrigins: list[str] = field(default_factory=list)
+    AllowedMethods: list[str] = field(default_factory=lambda: [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"])
+    AllowedHeaders: list[str] = field(default_factory=lambda: [
+        "Accept", "Authorization", "Content-Type", "Content-Length", "Range"])
+    ExposedHeaders: list[str] = field(default_factory=lambda: [
+        "Content-Length", "Content-Location", "Content-Type", "Warning", "Location"])
+    AllowCredentials: bool = False
+    MaxAge: int = 600
+
+
+@dataclass(frozen=True)
+class Limits:
+    MaximumRequestSize: int = 0
+    MaximumStowInstances: int = 0
+    MaximumHeaderSize: int = 8190
+    MaximumHeaderCount: int = 100
 
 
 @dataclass(frozen=True)
@@ -407,6 +462,16 @@ class Settings:
     DefaultPrivateCreator: str = ""
     LoadPrivateDictionary: bool = True
     ExtraMainDicomTags: dict[str, list[str]] = field(default_factory=dict)
+    AuthenticationEnabled: bool | None = None
+    RegisteredUsers: dict[str, str] = field(default_factory=dict)
+    SslEnabled: bool = False
+    SslCertificate: str = "certificate.pem"
+    SslVerifyPeers: bool = False
+    SslTrustedClientCertificates: str = ""
+    UserRoles: dict[str, str] = field(default_factory=dict)
+    Cors: Cors = field(default_factory=Cors)
+    Limits: Limits = field(default_factory=Limits)
+    AuditLogFile: str = ""
     HttpTimeout: int = 60
     HttpRequestTimeout: int = 30
     KeepAlive: bool = True
@@ -422,6 +487,14 @@ class Settings:
     def remote_access(self) -> bool:
         """Listen beyond loopback: Orthanc's ``RemoteAccessAllowed`` or ``RemoteAccessEnabled``."""
         return self.RemoteAccessAllowed or self.RemoteAccessEnabled
+
+    @property
+    def authentication(self) -> bool:
+        """HTTP Basic authentication on: AuthenticationEnabled, or when unset, remote access
+        (Orthanc ≥ 1.5.8)."""
+        if self.AuthenticationEnabled is not None:
+            return self.AuthenticationEnabled
+        return self.remote_access
 
     @property
     def storage_path(self) -> Path:
@@ -443,7 +516,8 @@ class Settings:
 KNOWN_TOP_LEVEL = set(SettingsSchema().fields)
 SECTIONS: dict[str, type[Schema]] = {"DicomWeb": DicomWebSchema, "Gunicorn": GunicornSchema,
                                      "AwsS3Storage": AwsS3StorageSchema,
-                                     "PostgreSQL": PostgreSQLSchema}
+                                     "PostgreSQL": PostgreSQLSchema, "Cors": CorsSchema,
+                                     "Limits": LimitsSchema}
 
 
 def ignored_keys(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -473,7 +547,6 @@ def parse_settings(data: dict[str, Any], source: str = "<dict>",
         raise ConfigurationError("; ".join(_problems(exc.messages, source, origins))) from None
     finally:
         _DICTIONARY_NAMES.reset(names)
-    _check_security(data, source)
     return replace(settings, source=source, ignored=tuple(ignored_keys(data)))
 
 
@@ -495,24 +568,6 @@ def _log_ignored(data: dict[str, Any], source: str) -> None:
         by_reason.setdefault(reason, []).append(key)
     for reason, keys in by_reason.items():
         log.info("%s: ignored %s: %s", source, ", ".join(keys), reason)
-
-
-def _check_security(data: dict[str, Any], source: str) -> None:
-    """Fail closed: Orthanc turns HTTP authentication on by default when remote access is
-    allowed, and TLS when SslEnabled is set; this server offers neither yet, so it refuses
-    to start rather than serve patient data unprotected."""
-    remote = bool(data.get("RemoteAccessAllowed") or data.get("RemoteAccessEnabled"))
-    auth = data.get("AuthenticationEnabled")
-    if auth is True or (auth is None and remote):
-        why = "is true" if auth else "defaults to true because RemoteAccessAllowed is true"
-        raise ConfigurationError(
-            f"{source}: AuthenticationEnabled {why}, and HTTP authentication is not "
-            "available in this server yet; put it behind an authenticating reverse proxy and "
-            'set "AuthenticationEnabled": false explicitly')
-    if data.get("SslEnabled") is True:
-        raise ConfigurationError(
-            f"{source}: SslEnabled is true, and TLS is not available in this server yet; "
-            'terminate TLS in a reverse proxy and set "SslEnabled": false')
 
 
 def _problems(messages: Any, source: str, origins: dict[str, str]) -> list[str]:

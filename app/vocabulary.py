@@ -78,12 +78,6 @@ IGNORED: dict[str, str] = {
     ), _PLUGIN_SECTION),
 }
 
-# Security options this server cannot honour yet: when they would turn protection on, start-up
-# stops rather than serve patient data without it (docs/configuration.md).
-SECURITY = ("AuthenticationEnabled", "RegisteredUsers", "SslEnabled", "SslCertificate",
-            "SslVerifyPeers", "SslTrustedClientCertificates")
-
-
 def suggestion(key: str, known: list[str] | set[str]) -> str:
     """`` (did you mean "X"?)`` for the closest known key, or ``""``."""
     close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)

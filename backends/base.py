@@ -191,6 +191,14 @@ class PatientUsage:
     instances: int
 
 
+@dataclass(frozen=True)
+class BlobStat:
+    """What a storage area tells about one blob without reading it (consistency checks)."""
+
+    size: int  # bytes, as :meth:`StorageArea.open` reads them (uncompressed)
+    modified: float  # POSIX time the blob was last written (its whole content visible)
+
+
 class BackendUnavailable(Exception):  # noqa: N818 - reads as the condition it reports
     """A backend service (S3, PostgreSQL) cannot be reached or keeps failing.
 
@@ -234,6 +242,23 @@ class StorageArea(ABC):
         with self.open(key) as f:
             while chunk := f.read(chunk_size):
                 yield chunk
+
+    def stat(self, key: str) -> BlobStat:
+        """Size and time of last write of a blob; ``FileNotFoundError`` if absent.
+
+        ``dicomweb-server check`` tells an unreferenced blob left by a crash from one a
+        STOW in flight has just written (blob first, index row next) by its age.
+        ``NotImplementedError``: this storage area cannot tell (the check then never
+        deletes an unreferenced blob unless its grace period is 0).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot stat a blob")
+
+    def sweep_interrupted(self, older_than: float, *, delete: bool = False) -> list[str]:
+        """Debris of writes that never finished (a process killed mid-write): temporary
+        files, unfinished multipart uploads. Returns the names of those last touched more
+        than ``older_than`` seconds ago, and removes them when ``delete``. They are never
+        keys nor readable; younger ones may be writes in progress. Default: none known."""
+        return []
 
 
 class Index(ABC):
@@ -300,9 +325,22 @@ class Index(ABC):
 
     @abstractmethod
     def remove(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None,
+        *, storage_key: str | None = None,
     ) -> Removed:
-        """Delete a study, series or instance (and parents left empty) in one transaction."""
+        """Delete a study, series or instance (and parents left empty) in one transaction.
+
+        With ``storage_key`` (an instance only: ``sop_uid`` required), the instance is
+        removed only while its row still refers to that blob: a repair removing a row whose
+        blob is lost never takes the row a concurrent STOW of the same instance just wrote.
+        """
+
+    @abstractmethod
+    def storage_keys(self) -> Iterator[str]:
+        """Every storage key a row refers to (consistency checks), streamed: rows are read a
+        page at a time, never all at once and without one long transaction, so that a huge
+        index costs little memory and holds no lock. Keys of rows added or removed during the
+        iteration may or may not be listed."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (tests and shutdown)."""

@@ -74,6 +74,7 @@ T = TypeVar("T")
 
 _ATTEMPTS = 5  # tries of a transaction (deadlock, serialization failure, broken connection)
 _BATCH = 500  # rows per round trip when streaming rows to filter in Python
+KEYS_PAGE = 5000  # rows per statement of storage_keys
 _RETRYABLE = (errors.SerializationFailure, errors.DeadlockDetected)
 
 
@@ -113,6 +114,9 @@ class PostgresIndex(Index):
         # Pools inherited through fork: kept referenced, never used or closed (their sockets
         # belong to the parent's sessions; closing them would end those sessions).
         self._inherited: list[ConnectionPool] = []
+
+    def __repr__(self) -> str:  # never the password
+        return f"PostgresIndex({self._where!r})"
 
     # -- pool, migrations and transactions ---------------------------------------------------
 
@@ -206,9 +210,13 @@ class PostgresIndex(Index):
         return self._run(lambda conn: _remove_patient(conn, patient_key, last_stored), "write")
 
     def remove(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None,
+        *, storage_key: str | None = None,
     ) -> Removed:
-        return self._run(lambda conn: _remove(conn, study_uid, series_uid, sop_uid), "write")
+        if storage_key is not None and sop_uid is None:
+            raise ValueError("remove(storage_key=...) removes one instance: give sop_uid")
+        return self._run(
+            lambda conn: _remove(conn, study_uid, series_uid, sop_uid, storage_key), "write")
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -241,6 +249,19 @@ class PostgresIndex(Index):
     def find_instance(self, sop_uid: str) -> StoredInstance | None:
         found = self._run(lambda conn: _stored(conn, 'i."SOPInstanceUID" = %s', [sop_uid]))
         return found[0] if found else None
+
+    def storage_keys(self) -> Iterator[str]:
+        """Pages of :data:`KEYS_PAGE` rows in primary-key order, one statement (and one
+        pooled connection, given back at once) each: no transaction spans the pages."""
+        last = 0
+        while True:
+            rows = self._run(lambda conn, after=last: conn.execute(
+                "SELECT pk, storage_key FROM instances WHERE pk > %s ORDER BY pk LIMIT %s",
+                (after, KEYS_PAGE)).fetchall())
+            yield from (key for _pk, key in rows)
+            if len(rows) < KEYS_PAGE:
+                return
+            last = rows[-1][0]
 
     def metadata(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
@@ -398,12 +419,14 @@ def _prune(conn: psycopg.Connection, series_pks: list[int], study_pks: list[int]
 
 
 def _remove(conn: psycopg.Connection, study_uid: str, series_uid: str | None,
-            sop_uid: str | None) -> Removed:
+            sop_uid: str | None, storage_key: str | None = None) -> Removed:
     study = conn.execute('SELECT pk FROM studies WHERE "StudyInstanceUID" = %s FOR UPDATE',
                          (study_uid,)).fetchone()
     if study is None:
         return Removed((), 0)
     where, params = uid_filter(study_uid, series_uid, sop_uid)
+    if storage_key is not None:  # read under the study's lock: no add can change it now
+        where, params = f"{where} AND i.storage_key = %s", [*params, storage_key]
     rows = conn.execute(
         f"SELECT i.pk, i.storage_key, se.pk FROM {FROM[Level.INSTANCE]} WHERE {where}"
         f" ORDER BY {INSTANCE_ORDER}", params).fetchall()

@@ -66,6 +66,8 @@ from .sqlite_query import (
     uid_filter,
 )
 
+KEYS_PAGE = 5000  # rows per statement of storage_keys
+
 # ---------------------------------------------------------------------------------------------
 # Schema: versioned migrations, each a list of statements applied in one transaction
 
@@ -198,6 +200,9 @@ class SqliteIndex(Index):
         ref = weakref.ref(self)
         os.register_at_fork(before=lambda: (index := ref()) and index._before_fork())
 
+    def __repr__(self) -> str:
+        return f"SqliteIndex({self._path!r})"
+
     # -- connections and transactions --------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
@@ -308,9 +313,14 @@ class SqliteIndex(Index):
         return True
 
     def remove(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None,
+        *, storage_key: str | None = None,
     ) -> Removed:
         where, params = uid_filter(study_uid, series_uid, sop_uid)
+        if storage_key is not None:
+            if sop_uid is None:
+                raise ValueError("remove(storage_key=...) removes one instance: give sop_uid")
+            where, params = f"{where} AND i.storage_key = ?", [*params, storage_key]
         with self._transaction() as conn:
             rows = conn.execute(
                 f"SELECT i.pk, i.storage_key, se.pk, st.pk FROM {FROM[Level.INSTANCE]}"
@@ -388,6 +398,19 @@ class SqliteIndex(Index):
                            tuple(tuple(map(tuple, f)) for f in json.loads(frames)))
             for study, series, sop, sop_class, key, syntax, storage, size, number, frames in rows
         ]
+
+    def storage_keys(self) -> Iterator[str]:
+        """Pages of :data:`KEYS_PAGE` rows in primary-key order, one statement each (no read
+        transaction stays open between pages: WAL checkpoints are not held back)."""
+        last = 0
+        while True:
+            rows = self._connection().execute(
+                "SELECT pk, storage_key FROM instances WHERE pk > ? ORDER BY pk LIMIT ?",
+                (last, KEYS_PAGE)).fetchall()
+            yield from (key for _pk, key in rows)
+            if len(rows) < KEYS_PAGE:
+                return
+            last = rows[-1][0]
 
     def metadata(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None

@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .base import StorageArea
+from .base import BlobStat, StorageArea
 from .blob_io import BufferedBlob
 
 MAGIC = b"DWZ1"
@@ -525,3 +525,15 @@ class CompressedStorage(StorageArea):
 
     def keys(self) -> Iterator[str]:
         return self.inner.keys()
+
+    def stat(self, key: str) -> BlobStat:
+        """The inner blob's time, and the uncompressed size (from the header: one ranged
+        read of 16 bytes) of a compressed one."""
+        inner = self.inner.stat(key)
+        if not is_compressed_key(key):
+            return inner
+        layout = _layout(key, self.inner.read_range(key, 0, HEADER_SIZE))
+        return inner if layout is None else BlobStat(layout.size, inner.modified)
+
+    def sweep_interrupted(self, older_than: float, *, delete: bool = False) -> list[str]:
+        return self.inner.sweep_interrupted(older_than, delete=delete)

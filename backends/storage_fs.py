@@ -15,12 +15,13 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import StorageArea
+from .base import BlobStat, StorageArea
 
 _KEY = re.compile(r"[0-9a-f]{32}")
 _TEMP_PREFIX = ".tmp-"
@@ -77,6 +78,9 @@ class FilesystemStorage(StorageArea):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._make_folders()
+
+    def __repr__(self) -> str:
+        return f"FilesystemStorage({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
         check_key(key)
@@ -155,3 +159,32 @@ class FilesystemStorage(StorageArea):
         """Every stored key; temporary files of writes in progress are not keys."""
         for _dirpath, _dirnames, filenames in os.walk(self.root):
             yield from (name for name in filenames if _KEY.fullmatch(name))
+
+    def stat(self, key: str) -> BlobStat:
+        """The file's size and mtime: its last write, just before the rename that made it
+        visible."""
+        try:
+            info = os.stat(self._path(key))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no blob {key}") from None
+        return BlobStat(info.st_size, info.st_mtime)
+
+    def sweep_interrupted(self, older_than: float, *, delete: bool = False) -> list[str]:
+        """Temporary files of writes whose process died before the rename (SIGKILL, power
+        loss), as ``ab/.tmp-...``; a write in progress keeps touching its own."""
+        limit, found = time.time() - older_than, []
+        for folder in sorted(self.root.iterdir()):
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                if not entry.name.startswith(_TEMP_PREFIX):
+                    continue
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime > limit:
+                        continue
+                    if delete:
+                        os.unlink(entry.path)
+                except FileNotFoundError:  # finished (renamed) or removed meanwhile
+                    continue
+                found.append(f"{folder.name}/{entry.name}")
+        return found

@@ -29,6 +29,7 @@ import io
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -46,7 +47,7 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from .base import BackendUnavailable, StorageArea
+from .base import BackendUnavailable, BlobStat, StorageArea
 from .blob_io import BufferedBlob
 from .storage_fs import check_key
 
@@ -387,6 +388,33 @@ class S3Storage(StorageArea):
                     name = item["Key"][len(self._prefix):]
                     if _is_key(name):
                         yield name
+
+    def stat(self, key: str) -> BlobStat:
+        """One HEAD: ContentLength and LastModified (for an object written by a multipart
+        upload, a service may give the time the upload started: at most the duration of
+        one upload earlier than its completion)."""
+        with _s3_errors(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+        return BlobStat(int(head["ContentLength"]), head["LastModified"].timestamp())
+
+    def sweep_interrupted(self, older_than: float, *, delete: bool = False) -> list[str]:
+        """Multipart uploads a dead process never completed nor aborted (their parts cost
+        storage until aborted), as ``key (upload id)``; needs s3:ListBucketMultipartUploads
+        (and s3:AbortMultipartUpload to delete)."""
+        limit, found = time.time() - older_than, []
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self._prefix)
+        with _s3_errors():
+            for page in pages:
+                for upload in page.get("Uploads", ()):
+                    name = upload["Key"][len(self._prefix):]
+                    if not _is_key(name) or upload["Initiated"].timestamp() > limit:
+                        continue
+                    if delete:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    found.append(f"{name} (upload {upload['UploadId']})")
+        return found
 
 
 def _endpoint_url(endpoint: str | None) -> str | None:

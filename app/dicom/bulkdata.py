@@ -9,6 +9,7 @@ with ranged reads, never loaded whole.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 import pydicom
@@ -19,6 +20,8 @@ from app.errors import BadRequest, NotFound
 from backends.base import StorageArea, StoredInstance
 
 DEFER = 1024
+_TAG = re.compile(r"[0-9A-Fa-f]{4},?[0-9A-Fa-f]{4}")
+_INDEX = re.compile(r"[0-9]{1,9}")
 CHUNK = 1 << 20
 PartStream = Iterator[tuple[dict[str, str], Iterable[bytes]]]
 
@@ -30,10 +33,12 @@ def parse_path(path: str) -> list[int]:
         raise BadRequest(f"Invalid bulk data path {path!r}: expected tag(/item/tag)*")
     out = []
     for i, item in enumerate(items):
-        try:
-            out.append(int(item.replace(",", ""), 16) if i % 2 == 0 else int(item))
-        except ValueError:
-            raise BadRequest(f"Invalid bulk data path component {item!r}") from None
+        # A tag is 8 hex digits (GGGGEEEE or GGGG,EEEE), an item index decimal digits: int()
+        # alone would take "-1", "0x10" or a 100-digit tag, which pydicom then refuses.
+        pattern = _TAG if i % 2 == 0 else _INDEX
+        if not pattern.fullmatch(item):
+            raise BadRequest(f"Invalid bulk data path component {item[:80]!r}")
+        out.append(int(item.replace(",", ""), 16) if i % 2 == 0 else int(item))
         if i % 2 == 1 and out[-1] < 1:
             raise BadRequest("Bulk data item indexes start at 1")
     return out

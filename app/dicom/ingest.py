@@ -20,6 +20,7 @@ import io
 import logging
 import mmap
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -27,11 +28,13 @@ from typing import Any, BinaryIO
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filereader import _read_file_meta_info
 
 from app.dicom import dictionary, rawjson
 from app.dicom.dicomjson import (
     BINARY_VRS,
     PIXEL_DATA,
+    UNDEFINED_LENGTH,
     dataset_to_json,
     json_dumps,
     without_binary,
@@ -47,6 +50,15 @@ log = logging.getLogger(__name__)
 CANNOT_UNDERSTAND = 0xC000
 SOP_CLASS_MISMATCH = 0xA900
 PROCESSING_FAILURE = 0x0110
+OUT_OF_RESOURCES = 0xA700
+
+# A deflated data set is inflated in memory by pydicom: larger ones are refused.
+MAX_INFLATED = 128 << 20
+# Deepest nesting of sequences taken. Every reader and writer of the stored file recurses
+# per level (pydicom's writer hits Python's recursion limit near 250 levels, then its
+# error messages double at each level: GBs); real instances nest a few levels.
+MAX_DEPTH = 64
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 
 DEFER_SIZE = "64 KB"
 IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE = (
@@ -90,16 +102,83 @@ def read_instance(f: BinaryIO, encoding: str | None = None) -> Dataset:
     """
     start = f.tell()
     try:
-        ds = pydicom.dcmread(f, defer_size=DEFER_SIZE, force=True)
+        _check_inflated_size(f, start)
+        f.seek(start)
+        ds = pydicom.dcmread(_Bounded(f), defer_size=DEFER_SIZE, force=True)
         if transfer_syntax(ds) in DEFLATED:
             # pydicom inflates into memory; deferred reads would seek in the raw file.
             f.seek(start)
             ds = pydicom.dcmread(f, force=True)
+        else:
+            _check_within_file(ds, f.seek(0, 2))
+    except IngestError:
+        raise
     except Exception as exc:  # any parser failure is the client's file
         raise IngestError(CANNOT_UNDERSTAND, f"Cannot parse DICOM: {exc}") from exc
     _default_character_set(ds, encoding or dictionary.default_encoding())
     _required_uids(ds)
     return ds
+
+
+class _Bounded:
+    """A file whose ``read(n)`` asks for no more than the bytes left: pydicom reads a value
+    with ``read(length)``, and a buffered file allocates ``length`` bytes before reading,
+    so a 4 GB length field in a small file would allocate 4 GB."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        position = f.tell()
+        self._end = f.seek(0, 2)
+        f.seek(position)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self._f.read()
+        return self._f.read(max(0, min(size, self._end - self._f.tell())))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def _check_inflated_size(f: BinaryIO, start: int) -> None:
+    """Refuse a Deflated Explicit VR Little Endian file that inflates beyond
+    :data:`MAX_INFLATED` (pydicom inflates the whole data set in memory: a deflate bomb of
+    1 MB would take GBs). Counted in a streaming pass, nothing kept."""
+    preamble = f.read(132)
+    if preamble[128:132] != b"DICM":
+        f.seek(start)  # as pydicom does: the meta group may come without a preamble
+    try:
+        meta = _read_file_meta_info(_Bounded(f))
+    except Exception:  # pydicom's own reading then says what is wrong
+        return
+    if str(meta.get("TransferSyntaxUID", "")).strip("\0 ") != DEFLATED_LE:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = 0
+    while chunk := f.read(1 << 16):
+        while chunk:
+            inflated += len(inflater.decompress(chunk, 1 << 20))
+            if inflated > MAX_INFLATED:
+                raise IngestError(OUT_OF_RESOURCES, "Deflated data set inflates beyond "
+                                  f"{MAX_INFLATED >> 20} MiB")
+            chunk = inflater.unconsumed_tail
+        if inflater.eof:
+            return
+
+
+def _check_within_file(ds: Dataset, end: int) -> None:
+    """Refuse a top-level value that runs past the end of the file (a truncated file, or a
+    length field set to GBs): pydicom reads it silently short, and every later reading of
+    the stored file (bulk data, conversion, de-identification) would trust the length."""
+    for tag in ds.keys():
+        raw = ds.get_item(tag, keep_deferred=True)
+        if not isinstance(raw, RawDataElement) or raw.length == UNDEFINED_LENGTH:
+            continue
+        short = (raw.value_tell + raw.length > end if raw.value is None
+                 else len(raw.value) < raw.length)
+        if short:
+            raise IngestError(CANNOT_UNDERSTAND, f"Value of ({tag >> 16:04X},{tag & 0xFFFF:04X}) "
+                              f"is {raw.length} bytes long, past the end of the file")
 
 
 def _default_character_set(ds: Dataset, encoding: str) -> None:
@@ -192,6 +271,8 @@ def pydicom_record(
         full = dataset_to_json(ds, bulk_prefix=_bulk_prefix(study, series, sop),
                                binary_mode=binary_mode)
         return _assemble(full, (study, series, sop), syntax, frames, storage_key, size)
+    except IngestError:
+        raise
     except Exception as exc:  # e.g. a truncated deferred value
         raise IngestError(
             CANNOT_UNDERSTAND, f"Cannot read DICOM: {exc}",
@@ -222,6 +303,8 @@ def direct_record(
                              storage_key, size)
         except rawjson.Unsupported as exc:
             log.debug("read with pydicom: %s", exc)
+        except IngestError:
+            raise
         except Exception:  # pydicom's reading decides what is wrong with the file
             log.debug("direct reading failed", exc_info=True)
     return None
@@ -268,6 +351,7 @@ def _assemble(
     size: int,
 ) -> InstanceRecord:
     study, series, sop = uids
+    _check_depth(full)
     metadata = json_dumps(full)
     # No attribute can serialise longer than the whole metadata.
     levels = split_levels(full, all_small=len(metadata) <= MAX_INDEXED_ATTRIBUTE)
@@ -279,6 +363,21 @@ def _assemble(
         instance=levels[Level.INSTANCE], metadata=metadata,
         transfer_syntax=syntax, storage_key=storage_key, size=size, frames=frames,
     )
+
+
+def _check_depth(full: DicomJson) -> None:
+    """Refuse sequences nested deeper than :data:`MAX_DEPTH` (walked without recursion)."""
+    stack = [(full, 1)]
+    while stack:
+        dataset, depth = stack.pop()
+        for entry in dataset.values():
+            items = entry.get("Value") if entry.get("vr") == "SQ" else None
+            if not items:
+                continue
+            if depth > MAX_DEPTH:
+                raise IngestError(CANNOT_UNDERSTAND,
+                                  f"Sequences nested deeper than {MAX_DEPTH} levels")
+            stack.extend((item, depth + 1) for item in items if isinstance(item, dict))
 
 
 def split_levels(full: DicomJson, *, all_small: bool = False) -> dict[Level, DicomJson]:

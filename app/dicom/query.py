@@ -507,9 +507,12 @@ def _parse_value(
 def _scalar(vr: str, key: str, value: str) -> str:
     """Validate (and normalise) one non-temporal value."""
     if vr in INTEGER_VRS:
-        if not _INTEGER.match(value):
-            raise BadRequest(f"Bad value for {key}: {value!r} is not an integer")
-        return str(int(value))
+        try:
+            if not _INTEGER.match(value):
+                raise ValueError(value)
+            return str(int(value))  # ValueError beyond 4300 digits (sys.int_info)
+        except ValueError:
+            raise BadRequest(f"Bad value for {key}: {value!r} is not an integer") from None
     if vr in DECIMAL_VRS and not _DECIMAL.match(value):
         raise BadRequest(f"Bad value for {key}: {value!r} is not a number")
     return value

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from app.dicom.ingest import IngestError, build_record
-from app.errors import BadRequest
+from app.errors import BadRequest, PayloadTooLarge
 from backends.base import (
     BackendUnavailable,
     Index,
@@ -94,6 +94,11 @@ class Part(Protocol):
     def iter_chunks(self) -> Iterator[bytes]: ...
 
 
+class RequestTooLarge(PayloadTooLarge):
+    """The body passed ``Limits.MaximumRequestSize`` while it was being read (413 when
+    nothing was stored yet; see :func:`store_instances`)."""
+
+
 @dataclass
 class StowOutcome:
     """What happened to each part; :meth:`status` and :meth:`answer` follow §10.5.3."""
@@ -107,6 +112,8 @@ class StowOutcome:
     # Patient keys stored by this request so far: recycling never removes them (the answer
     # is about to list their instances as stored).
     patients: set[str] = field(default_factory=set)
+    # Why some parts were refused by a request limit (for a Warning header), if any.
+    limit_warnings: list[str] = field(default_factory=list)
 
     def status(self) -> int:
         """200 all stored as sent; 202 some stored, and others failed or were stored with a
@@ -179,6 +186,7 @@ def store_instances(
     study_uid: str | None = None,
     binary_mode: str = "BulkDataURI",
     policy: StoragePolicy = ORTHANC_DEFAULTS,
+    max_instances: int = 0,
 ) -> StowOutcome:
     """Store every part of a STOW-RS request; ``study_uid`` comes from the URL, if any.
 
@@ -186,18 +194,43 @@ def store_instances(
     stored still gets a Store Instances answer: the stored parts are listed and the
     broken remainder counts as one failure (202), so the client knows what landed.
     Before anything was processed, the framing error itself is raised (400).
+
+    Request limits (``Limits``): the parts after the first ``max_instances`` (0: no limit)
+    are read and discarded, never parsed nor stored, each one a failed item with
+    :data:`OUT_OF_RESOURCES`. A body that passes ``MaximumRequestSize`` while it is read
+    (``parts`` raises :class:`RequestTooLarge`) stops there: the part being received is
+    discarded before anything of it is written, the parts stored before it stay stored and
+    are answered with one :data:`OUT_OF_RESOURCES` failure for the remainder (202); if
+    nothing was processed yet, the 413 itself is raised.
     """
     outcome = StowOutcome(base_url=base_url)
+    refused = 0
     try:
-        for part in parts:
+        for number, part in enumerate(parts, 1):
+            if max_instances and number > max_instances:
+                for _ in part.iter_chunks():  # read past it: the next part may follow
+                    pass
+                refused += 1
+                outcome.failed.append((None, None, OUT_OF_RESOURCES))
+                continue
             _store_part(part, outcome, storage=storage, index=index, study_uid=study_uid,
                         binary_mode=binary_mode, policy=policy)
+    except RequestTooLarge as exc:
+        if not (outcome.stored or outcome.failed):
+            raise
+        log.warning("STOW body passed the size limit after %d stored part(s): %s",
+                    len(outcome.stored), exc.message)
+        outcome.failed.append((None, None, OUT_OF_RESOURCES))
+        outcome.limit_warnings.append(f"{exc.message}; the rest of the request was not read")
     except BadRequest as exc:
         if not (outcome.stored or outcome.failed):
             raise
         log.warning("STOW body broke off after %d stored part(s): %s",
                     len(outcome.stored), exc.message)
         outcome.failed.append((None, None, CANNOT_UNDERSTAND))
+    if refused:
+        outcome.limit_warnings.insert(0, f"{refused} part(s) beyond MaximumStowInstances "
+                                         f"({max_instances}) were refused, not stored")
     return outcome
 
 

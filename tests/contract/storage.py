@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
 import pytest
 
@@ -146,6 +147,33 @@ class StorageContract:
             storage.write(key, io.BytesIO(key.encode()))
         assert set(storage.keys()) == written
         assert len(list(storage.keys())) == 20
+
+    def test_stat(self, storage: StorageArea) -> None:
+        """Size as read back (uncompressed), time of the write (S3: whole seconds)."""
+        key = storage.new_key()
+        before = time.time()
+        storage.write(key, io.BytesIO(BLOB))
+        after = time.time()
+        stat = storage.stat(key)
+        assert stat.size == len(BLOB)
+        assert before - 2 <= stat.modified <= after + 2
+        storage.write(key, io.BytesIO(b"short"))
+        assert storage.stat(key).size == 5
+
+    def test_stat_missing(self, storage: StorageArea) -> None:
+        with pytest.raises(FileNotFoundError):
+            storage.stat(storage.new_key())
+        with pytest.raises(ValueError):
+            storage.stat("../../etc/passwd")
+
+    def test_finished_and_failed_writes_leave_nothing_to_sweep(self,
+                                                               storage: StorageArea) -> None:
+        storage.write(storage.new_key(), io.BytesIO(BLOB))
+        with pytest.raises(ConnectionResetError):
+            storage.write(storage.new_key(), io.BufferedReader(FailingStream(9 << 20)))
+        assert storage.sweep_interrupted(0) == []
+        assert storage.sweep_interrupted(0, delete=True) == []
+        assert len(list(storage.keys())) == 1
 
     @pytest.mark.parametrize(
         "key",

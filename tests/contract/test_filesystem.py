@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,24 @@ class TestFilesystemStorage(StorageContract):
         folder = storage.root / key[:2]
         (folder / f".tmp-{storage.new_key()}").write_bytes(b"half")  # a write in progress
         (folder / "notes.txt").write_bytes(b"?")
+        assert list(storage.keys()) == [key]
+
+    def test_sweep_interrupted_writes(self, storage: FilesystemStorage) -> None:
+        """A process killed between creating its temporary file and the rename leaves it
+        behind: swept once older than the grace period, a fresh one (a write in progress)
+        left alone."""
+        key = storage.new_key()
+        storage.write(key, io.BytesIO(b"data"))
+        old = storage.root / "ab" / f".tmp-{storage.new_key()}"
+        old.write_bytes(b"half")
+        os.utime(old, (time.time() - 3600, time.time() - 3600))
+        fresh = storage.root / "cd" / f".tmp-{storage.new_key()}"
+        fresh.write_bytes(b"in progress")
+        assert storage.sweep_interrupted(600) == [f"ab/{old.name}"]
+        assert old.exists()
+        assert storage.sweep_interrupted(600, delete=True) == [f"ab/{old.name}"]
+        assert not old.exists() and fresh.exists()
+        assert sorted(storage.sweep_interrupted(0)) == [f"cd/{fresh.name}"]
         assert list(storage.keys()) == [key]
 
     def test_folders_made_when_opened(self, storage: FilesystemStorage,

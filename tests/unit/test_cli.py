@@ -151,3 +151,112 @@ def test_no_config_serves_defaults(served: list[tuple[Settings, Any]]) -> None:
     (settings, _args), = served
     assert settings.source == "<defaults>"
     assert settings.storage_path == Path("data/storage")
+
+
+# --------------------------------------------------------------------------- #
+# Limits and TLS in the gunicorn options; the TLS files checked before gunicorn
+# --------------------------------------------------------------------------- #
+
+
+def test_header_limits_from_settings() -> None:
+    opts = options()
+    assert (opts["limit_request_field_size"], opts["limit_request_fields"],
+            opts["limit_request_line"]) == (8190, 100, 8190)
+    opts = options({"Limits": {"MaximumHeaderSize": 4096, "MaximumHeaderCount": 20}})
+    assert (opts["limit_request_field_size"], opts["limit_request_fields"]) == (4096, 20)
+
+
+def test_no_tls_options_without_ssl_enabled() -> None:
+    opts = options({"SslCertificate": "/x.pem", "SslVerifyPeers": True})
+    assert not {"certfile", "keyfile", "cert_reqs", "ca_certs"} & set(opts)
+
+
+def test_tls_options() -> None:
+    import ssl
+
+    opts = options({"SslEnabled": True, "SslCertificate": "/etc/orthanc/server.pem"})
+    assert opts["certfile"] == opts["keyfile"] == "/etc/orthanc/server.pem"
+    assert "cert_reqs" not in opts and "ca_certs" not in opts
+    opts = options({"SslEnabled": True, "SslCertificate": "/s.pem", "SslVerifyPeers": True,
+                    "SslTrustedClientCertificates": "/clients.pem"})
+    assert opts["cert_reqs"] == ssl.CERT_REQUIRED
+    assert opts["ca_certs"] == "/clients.pem"
+
+
+def test_every_option_is_a_gunicorn_setting() -> None:
+    from gunicorn.config import Config
+
+    opts = options({"SslEnabled": True, "SslCertificate": "/s.pem", "SslVerifyPeers": True,
+                    "SslTrustedClientCertificates": "/c.pem"})
+    config = Config()
+    for key, value in opts.items():
+        if value is not None:
+            config.set(key, value)  # raises on an unknown name or a wrong value
+    assert config.is_ssl
+
+
+_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+_KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "SslCertificate {cert}: cannot be read"),
+    (_KEY, "SslCertificate {cert} holds no certificate"),
+    (_CERT, "SslCertificate {cert} holds no private key"),
+    (_CERT + _KEY.replace("PRIVATE", "ENCRYPTED PRIVATE"), "the private key is encrypted"),
+    (_CERT + _KEY, "SslCertificate {cert}: not usable for TLS"),  # not real PEM
+])
+def test_unusable_certificate_returns_2_before_gunicorn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], served: list[tuple[Settings, Any]],
+    content: str | None, expected: str,
+) -> None:
+    cert = tmp_path / "server.pem"
+    if content is not None:
+        cert.write_text(content)
+    config = tmp_path / "tls.json"
+    config.write_text(json.dumps({"SslEnabled": True, "SslCertificate": str(cert)}))
+    assert cli.main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and "SslEnabled" in err
+    assert expected.format(cert=cert) in err
+    assert served == []
+
+
+def test_real_certificates_pass_and_mismatches_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], served: list[tuple[Settings, Any]],
+) -> None:
+    from tests.certificates import authority
+
+    ca = authority(tmp_path / "ca")
+    one, two = ca.issue("one"), ca.issue("two")
+    config = tmp_path / "tls.json"
+
+    def run(**settings: object) -> int:
+        config.write_text(json.dumps({"SslEnabled": True, **settings}))
+        return cli.main(["--config", str(config)])
+
+    assert run(SslCertificate=str(one.combined)) == 0
+    assert run(SslCertificate=str(one.combined), SslVerifyPeers=True,
+               SslTrustedClientCertificates=str(ca.certificate)) == 0
+    assert len(served) == 2
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_text(one.certificate.read_text() + two.key.read_text())
+    assert run(SslCertificate=str(mixed)) == 2
+    assert "the private key does not match the certificate" in capsys.readouterr().err
+    assert run(SslCertificate=str(one.combined), SslVerifyPeers=True) == 2
+    assert "SslTrustedClientCertificates is empty" in capsys.readouterr().err
+    assert run(SslCertificate=str(one.combined), SslVerifyPeers=True,
+               SslTrustedClientCertificates=str(one.key)) == 2
+    assert "holds no certificate" in capsys.readouterr().err
+    assert len(served) == 2
+
+
+def test_check_config_reports_the_certificate_problem(tmp_path: Path) -> None:
+    from app.check_config import check
+
+    config = tmp_path / "tls.json"
+    config.write_text(json.dumps({"SslEnabled": True,
+                                  "SslCertificate": str(tmp_path / "missing.pem")}))
+    report, status = check(str(config))
+    assert status == 1
+    assert "SslEnabled: SslCertificate" in report and "missing.pem" in report

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from app.settings import SECTIONS, SettingsSchema
-from app.vocabulary import IGNORED, SECURITY
+from app.vocabulary import IGNORED
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
-KEYS = sorted(set(SettingsSchema().fields) | set(IGNORED) | set(SECURITY)
+KEYS = sorted(set(SettingsSchema().fields) | set(IGNORED)
               | {key for schema in SECTIONS.values() for key in schema().fields})
 
 

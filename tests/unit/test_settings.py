@@ -23,7 +23,6 @@ from app.settings import (
     parse_settings,
     strip_comments,
 )
-from app.vocabulary import SECURITY
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "settings.example.json"
 S3_PG_EXAMPLE = EXAMPLE.with_name("settings.s3-postgresql.example.json")
@@ -162,8 +161,12 @@ def test_example_values_behave_as_the_defaults(monkeypatch: pytest.MonkeyPatch) 
         assert getattr(example.DicomWeb, key) == getattr(defaults.DicomWeb, key), key
     assert example.DicomWeb.public_root == defaults.DicomWeb.public_root
     assert example.qido_case_sensitive == defaults.qido_case_sensitive
+    # AuthenticationEnabled: the example spells out false, the default "unset" gives the same
+    # (remote access is off): compare what they mean.
+    assert example.authentication == defaults.authentication
     for key in set(SettingsSchema().fields) - {"StorageDirectory", "IndexDirectory",
-                                               "DicomWeb", "Gunicorn"} - set(SECURITY):
+                                               "DicomWeb", "Gunicorn", "Cors", "Limits",
+                                               "AuthenticationEnabled"}:
         assert getattr(example, key) == getattr(defaults, key), key
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     no_file = load_settings()
@@ -354,21 +357,41 @@ def test_folder_errors_name_the_file_of_the_key(tmp_path: Path) -> None:
         load_settings(tmp_path)
 
 
-@pytest.mark.parametrize("data,problem", [
-    ({"AuthenticationEnabled": True}, "AuthenticationEnabled is true"),
-    ({"RemoteAccessAllowed": True}, "defaults to true because RemoteAccessAllowed"),
-    ({"SslEnabled": True}, "SslEnabled is true"),
+@pytest.mark.parametrize("data,authentication", [
+    ({"AuthenticationEnabled": True, "RegisteredUsers": {"alice": "x"}}, True),
+    # Orthanc >= 1.5.8: unset, authentication follows remote access.
+    ({"RemoteAccessAllowed": True, "RegisteredUsers": {"alice": "x"}}, True),
+    ({"RemoteAccessEnabled": True, "RegisteredUsers": {"alice": "x"}}, True),
+    ({"SslEnabled": True}, False),
 ])
-def test_security_options_it_cannot_honour_stop_start_up(data: dict, problem: str) -> None:
-    """Fail closed: never serve without the protection the configuration asks for."""
-    with pytest.raises(ConfigurationError, match=problem):
-        parse_settings(data)
+def test_security_options_it_cannot_honour_stop_start_up(data: dict, authentication: bool) -> None:
+    """Authentication and TLS are served now: asking for them no longer stops start-up
+    (app/security.py checks the credentials, the TLS options are gunicorn's)."""
+    from app.check_config import extra_problems
+
+    settings = parse_settings(data)
+    assert settings.authentication is authentication
+    assert not [p for p in extra_problems(settings) if "Security" in p]
+
+
+@pytest.mark.parametrize("data,problem", [
+    ({"AuthenticationEnabled": True}, "AuthenticationEnabled is true but RegisteredUsers is "
+                                      "empty: nobody could log in"),
+    ({"RemoteAccessAllowed": True}, "defaults to true because remote access is allowed"),
+])
+def test_authentication_without_users_stops_start_up(data: dict, problem: str) -> None:
+    from app.check_config import extra_problems
+
+    assert problem in " ".join(extra_problems(parse_settings(data)))
 
 
 def test_remote_access_with_authentication_explicitly_off_starts() -> None:
-    settings = parse_settings({"RemoteAccessAllowed": True, "AuthenticationEnabled": False,
-                               "RegisteredUsers": {"alice": "x"}})
-    assert settings.remote_access
+    """Behind an authenticating reverse proxy: no users needed, none checked."""
+    from app.check_config import extra_problems
+
+    settings = parse_settings({"RemoteAccessAllowed": True, "AuthenticationEnabled": False})
+    assert settings.remote_access and not settings.authentication
+    assert extra_problems(settings) == []
 
 
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:
