@@ -22,20 +22,18 @@ from tests.api.data import ct, uid
 from tests.api.test_stow import post
 from tests.api.test_wado import parts
 from tests.conftest import dicom_bytes, make_settings
+from tests.delegating import DelegatingStorage
 
 OCTET = "multipart/related; type=application/octet-stream"
 
 
-class CountingStorage(StorageArea):
+class CountingStorage(DelegatingStorage):
     """A filesystem storage that counts every byte read from it, by any means."""
 
     def __init__(self, inner: StorageArea) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.read = 0
         self.opened = 0
-
-    def write(self, key: str, stream: BinaryIO) -> int:
-        return self.inner.write(key, stream)
 
     def open(self, key: str) -> BinaryIO:
         self.opened += 1
@@ -45,9 +43,6 @@ class CountingStorage(StorageArea):
         data = self.inner.read_range(key, start, length)
         self.read += len(data)
         return data
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
 
     def keys(self) -> Iterator[str]:
         return self.inner.keys()

@@ -23,6 +23,7 @@ from backends.base import BackendUnavailable, StorageArea
 from tests import pg
 from tests.api.data import ct_bytes, uid
 from tests.conftest import make_settings, stow_body
+from tests.delegating import DelegatingStorage
 from tests.deployments import drop_bucket, new_bucket, postgresql_section, s3_section
 from tests.s3server import MotoServer
 
@@ -152,7 +153,7 @@ def test_a_second_run_copies_nothing(source: Side, target: Side,
     assert_same_content(source, target, files)
 
 
-class FailingStorage(StorageArea):
+class FailingStorage(DelegatingStorage):
     """A target storage that goes away after ``writes`` writes (or fails one blob)."""
 
     def __init__(self, inner: StorageArea, writes: int, error: Exception) -> None:
@@ -163,18 +164,6 @@ class FailingStorage(StorageArea):
             raise self.error
         self.writes -= 1
         return self.inner.write(key, stream)
-
-    def open(self, key: str) -> BinaryIO:
-        return self.inner.open(key)
-
-    def read_range(self, key: str, start: int, length: int) -> bytes:
-        return self.inner.read_range(key, start, length)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def keys(self) -> Iterator[str]:
-        return self.inner.keys()
 
 
 def test_resumes_after_the_target_went_away(

@@ -21,6 +21,7 @@ from backends.index_sqlite import SqliteIndex
 from backends.storage_compressed import CompressedStorage
 from backends.storage_fs import FilesystemStorage
 from tests.contract.records import make_record
+from tests.delegating import DelegatingStorage
 
 OLD = time.time() - 2 * DEFAULT_GRACE  # a blob written long ago
 
@@ -220,26 +221,8 @@ def test_interrupted_writes(storage: CompressedStorage, index: SqliteIndex) -> N
     assert check(storage, index).consistent
 
 
-class NoStat(StorageArea):
+class NoStat(DelegatingStorage):
     """A storage area that cannot tell a blob's age (the base class's default)."""
-
-    def __init__(self, inner: StorageArea) -> None:
-        self.inner = inner
-
-    def write(self, key: str, stream: Any) -> int:
-        return self.inner.write(key, stream)
-
-    def open(self, key: str) -> Any:
-        return self.inner.open(key)
-
-    def read_range(self, key: str, start: int, length: int) -> bytes:
-        return self.inner.read_range(key, start, length)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def keys(self) -> Iterator[str]:
-        return self.inner.keys()
 
 
 def test_a_storage_without_ages_never_loses_a_blob_to_the_grace_period(
