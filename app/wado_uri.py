@@ -14,6 +14,7 @@ from flask import Blueprint, Response, request
 from app.dicom import rendered
 from app.dicom.anonymize import anonymize
 from app.dicom.identifiers import check_uid
+from app.dicom.pixels import guard
 from app.dicom.render import parse_wado_uri_params
 from app.dicom.retrieve import primed
 from app.dicom.transcode import can_transcode, transcode
@@ -141,9 +142,16 @@ def _dicom(storage: StorageArea, inst: StoredInstance, syntax: str | None,
 
 
 def _anonymized(storage: StorageArea, inst: StoredInstance) -> bytes:
+    """The de-identified file; an element pydicom cannot convert is a 406, not a 500."""
     with storage.open(inst.storage_key) as f:
         ds = pydicom.dcmread(f, force=True)
-    anonymize(ds)
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    for tag in [tag for tag in ds.keys() if tag.group == 0x0002]:
+        del ds[tag]  # file meta elements misplaced in the data set: the file meta has them
+
+    def run() -> bytes:
+        anonymize(ds)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+
+    return guard("de-identify the instance", run)

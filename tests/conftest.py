@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +68,12 @@ def moto_s3() -> Iterator[MotoServer]:
     yield server
     server.stop()
     server.log.unlink(missing_ok=True)
+
+
+# Under CI (.ci/run sets CI=1) hypothesis runs derandomized: a build fails only for a change
+# of the code, never for a new random draw; by hand every run explores new inputs.
+if os.environ.get("CI"):
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True)
+    _hypothesis_settings.load_profile("ci")

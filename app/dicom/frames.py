@@ -31,6 +31,12 @@ from app.dicom.dicomjson import UNDEFINED_LENGTH
 from app.dicom.rawjson import RawFile, Unsupported
 
 _BIG_ENDIAN = "1.2.840.10008.1.2.2"
+# Recorded ranges cost ~300 bytes of memory per frame at ingest and in the index: beyond this
+# (whole-slide images reach tens of thousands of tiles), a hostile 1 MB upload declaring a
+# million 1-byte frames would cost hundreds of MB.
+MAX_FRAMES = 100_000
+MIN_FRAME_BYTES = 32  # so that the ranges never take more than ~10x the pixel data
+MAX_FRAGMENTS = 4 * MAX_FRAMES
 DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
 
 _ITEM, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
@@ -118,6 +124,9 @@ def frame_ranges(
         return ()
     tell, length = pixel_data
     end = f.seek(0, 2)
+    span = end - tell if length == UNDEFINED_LENGTH else length
+    if count > MAX_FRAMES or count * MIN_FRAME_BYTES > span:
+        return ()  # decoded from the file instead: ranges cost ~300 bytes of memory a frame
     if length == UNDEFINED_LENGTH:
         frames = _encapsulated_frames(attrs, f, tell, end, count)
     elif syntax == _BIG_ENDIAN and attrs.number("BitsAllocated") == 8:
@@ -169,6 +178,8 @@ def _items(f: BinaryIO, tell: int, end: int) -> list[tuple[int, int]] | None:
         if tag != _ITEM or length == UNDEFINED_LENGTH or position > end:
             return None
         items.append((position - length, length))
+        if len(items) > MAX_FRAGMENTS:
+            return None  # a hostile count of empty fragments: decode from the file instead
         f.seek(position)
 
 

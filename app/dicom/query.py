@@ -273,13 +273,29 @@ def parse_qido(
 
 
 def warning_texts(request: QidoRequest) -> list[str]:
-    """Texts for ``Warning: 299 <service>: <text>`` headers (PS3.18 §8.3.4)."""
+    """Texts for ``Warning: 299 <service>: <text>`` headers (PS3.18 §8.3.4), printable
+    ASCII only: a parameter name is the client's text, and a CR, LF or non-Latin-1
+    character in a header value made the answer a 500."""
     texts = [FLAG_WARNINGS[name] for name in request.unsupported if name in FLAG_WARNINGS]
     others = [name for name in request.unsupported if name not in FLAG_WARNINGS]
     if others:
         texts.append("The following query parameters are not supported and were ignored: "
-                     + ", ".join(others))
+                     + ", ".join(_printable(name) for name in others))
     return texts
+
+
+def _printable(text: str) -> str:
+    """``text`` in printable ASCII: quotes and backslashes escaped (the Warning text is a
+    quoted-string), other characters as Python escapes (``\\r``, ``\\xe9``)."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif " " <= char <= "~":
+            out.append(char)
+        else:
+            out.append(char.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 @dataclass

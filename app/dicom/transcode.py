@@ -220,8 +220,7 @@ def _write(ds: Dataset, syntax: str) -> bytes:
     # Parse every element now: pydicom may have read a body whose VR encoding
     # contradicts the declared syntax, and would then write its raw elements
     # unconverted (with no VR in explicit syntaxes).
-    for _ in ds.iterall():
-        pass
+    guard("read every element of the instance", lambda: sum(1 for _ in ds.iterall()))
     # Without SOP Class/Instance UIDs the file meta cannot be complete (PS3.10 §7.1):
     # such an instance is written with what it has rather than refused.
     complete = bool(meta.get("MediaStorageSOPClassUID") and meta.get("MediaStorageSOPInstanceUID"))

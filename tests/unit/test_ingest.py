@@ -202,10 +202,12 @@ def _native(rows: int, columns: int, bits: int, frames: int, data: bytes) -> Dat
 
 
 def test_bits_allocated_one() -> None:
-    buffer = _file(_native(4, 4, 1, 3, bytes(range(6))))
+    buffer = _file(_native(16, 16, 1, 3, bytes(range(96))))
     record = _build(buffer)
     assert [_frame_bytes(buffer.getvalue(), f) for f in record.frames] == [
-        b"\x00\x01", b"\x02\x03", b"\x04\x05"]
+        bytes(range(32)), bytes(range(32, 64)), bytes(range(64, 96))]
+    # Frames under 32 bytes: ranges would cost more memory than the pixels, none recorded.
+    assert _build(_file(_native(4, 4, 1, 3, bytes(range(6))))).frames == ()
     # 9 bits per frame: frames are not byte aligned, no ranges.
     assert _build(_file(_native(3, 3, 1, 3, bytes(4)))).frames == ()
 

@@ -1,0 +1,1 @@
+"""Hostile input (property and fuzz tests, bounded in time; their corpus is tests/data/corpus)."""
