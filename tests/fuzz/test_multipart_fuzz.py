@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from app.dicom import multipart as mp
 from app.errors import BadRequest, UnsupportedMediaType
+from tests.unit.test_multipart import collect
 
 B = "FUZZBOUNDARY"
 BB = B.encode()
@@ -52,23 +53,9 @@ def _run(body: bytes, cuts: list[int]) -> tuple[str, object]:
 
 
 def _fold(events: list[mp.Event]) -> list[tuple[dict[str, str], bytes]]:
-    """Parts of an event list, checking the event grammar."""
-    parts: list[tuple[dict[str, str], bytes]] = []
-    current: tuple[dict[str, str], list[bytes]] | None = None
-    for i, event in enumerate(events):
-        if isinstance(event, mp.PartStart):
-            assert current is None
-            current = (event.headers, [])
-        elif isinstance(event, mp.PartData):
-            assert current is not None and event.data
-            current[1].append(event.data)
-        elif isinstance(event, mp.PartEnd):
-            assert current is not None
-            parts.append((current[0], b"".join(current[1])))
-            current = None
-        else:
-            assert isinstance(event, mp.Finished) and current is None
-            assert i == len(events) - 1
+    """Parts of an event list, checking the event grammar (Finished last)."""
+    parts, finished = collect(events)
+    assert finished and isinstance(events[-1], mp.Finished)
     return parts
 
 
