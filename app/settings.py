@@ -29,6 +29,10 @@ CONFIG_ENV = "DICOMWEB_CONFIG"
 METADATA_MODES = ("Full", "MainDicomTags", "Extrapolate")
 BINARY_MODES = ("BulkDataURI", "InlineBinary", "ArrayOfValues")
 ROLES = ("read-only", "read-write", "admin")
+# CORS defaults, shared by the schema and the Cors dataclass.
+CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
+CORS_HEADERS = ("Accept", "Authorization", "Content-Type", "Content-Length", "Range")
+CORS_EXPOSED = ("Content-Length", "Content-Location", "Content-Type", "Warning", "Location")
 # DefaultEncoding values Orthanc accepts (Toolbox::StringToEncoding).
 ENCODINGS = ("Ascii", "Utf8", "Latin1", "Latin2", "Latin3", "Latin4", "Latin5", "Cyrillic",
              "Windows1251", "Arabic", "Greek", "Hebrew", "Thai", "Japanese", "Chinese",
@@ -231,12 +235,9 @@ class CorsSchema(_Strict):
     call the server directly (Orthanc needs a reverse proxy for it). Empty = CORS off."""
 
     AllowedOrigins = fields.List(_String(), load_default=list)  # ["*"] = any origin
-    AllowedMethods = fields.List(_String(), load_default=lambda: [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"])
-    AllowedHeaders = fields.List(_String(), load_default=lambda: [
-        "Accept", "Authorization", "Content-Type", "Content-Length", "Range"])
-    ExposedHeaders = fields.List(_String(), load_default=lambda: [
-        "Content-Length", "Content-Location", "Content-Type", "Warning", "Location"])
+    AllowedMethods = fields.List(_String(), load_default=lambda: list(CORS_METHODS))
+    AllowedHeaders = fields.List(_String(), load_default=lambda: list(CORS_HEADERS))
+    ExposedHeaders = fields.List(_String(), load_default=lambda: list(CORS_EXPOSED))
     AllowCredentials = _Boolean(load_default=False)
     MaxAge = _Integer(load_default=600, validate=validate.Range(min=0))
 
@@ -323,12 +324,9 @@ class SettingsSchema(Schema):
 @dataclass(frozen=True)
 class Cors:
     AllowedOrigins: list[str] = field(default_factory=list)
-    AllowedMethods: list[str] = field(default_factory=lambda: [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"])
-    AllowedHeaders: list[str] = field(default_factory=lambda: [
-        "Accept", "Authorization", "Content-Type", "Content-Length", "Range"])
-    ExposedHeaders: list[str] = field(default_factory=lambda: [
-        "Content-Length", "Content-Location", "Content-Type", "Warning", "Location"])
+    AllowedMethods: list[str] = field(default_factory=lambda: list(CORS_METHODS))
+    AllowedHeaders: list[str] = field(default_factory=lambda: list(CORS_HEADERS))
+    ExposedHeaders: list[str] = field(default_factory=lambda: list(CORS_EXPOSED))
     AllowCredentials: bool = False
     MaxAge: int = 600
 

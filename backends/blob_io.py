@@ -7,6 +7,31 @@ import io
 from typing import Any
 
 
+class PositionedReader(io.RawIOBase):
+    """A raw, seekable reader of a blob of known size: it keeps the position, subclasses
+    read from it. ``target`` turns a seek into an absolute position."""
+
+    def __init__(self, size: int) -> None:
+        self._size, self._pos = size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def target(self, offset: int, whence: int) -> int:
+        if whence not in (io.SEEK_SET, io.SEEK_CUR, io.SEEK_END):
+            raise ValueError(f"invalid whence ({whence})")
+        target = offset + {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if target < 0:
+            raise OSError(f"negative seek position {target}")
+        return target
+
+
 class BufferedBlob(io.BufferedIOBase):
     """What ``open`` returns: a ``BufferedReader`` over a raw reader, wrapped because pydicom
     takes any ``BufferedReader`` for a local file and reopens it by name."""

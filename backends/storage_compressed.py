@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .base import BlobStat, StorageArea
-from .blob_io import BufferedBlob
+from .blob_io import BufferedBlob, PositionedReader
 
 MAGIC = b"DWZ1"
 COMPRESSED_MARK = "c"  # character 12 of the key of a compressed blob (see new_key)
@@ -248,7 +248,7 @@ def _open_inner(inner: StorageArea, key: str) -> tuple[BinaryIO, _Index | None]:
         raise
 
 
-class _RawReader(io.RawIOBase):
+class _RawReader(PositionedReader):
     """Decompressed bytes of one blob, seekable; wrapped in a buffered reader by ``open``.
 
     A seek only moves the position; the next read gets there: from the window of the last
@@ -257,36 +257,17 @@ class _RawReader(io.RawIOBase):
     """
 
     def __init__(self, f: BinaryIO, index: _Index) -> None:
+        super().__init__(index.layout.size)
         self._file, self._index, self._layout = f, index, index.layout
-        self._pos = 0
         self._window = bytearray()  # the bytes just before self._inflater.pos
         self._inflater = _Inflater(index, 0, self._read_inner)
 
     def _read_inner(self) -> bytes:
         return self._file.read(READ_CHUNK)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            target = offset
-        elif whence == io.SEEK_CUR:
-            target = self._pos + offset
-        elif whence == io.SEEK_END:
-            target = self._layout.size + offset
-        else:
-            raise ValueError(f"invalid whence ({whence})")
-        if target < 0:
-            raise OSError(f"negative seek position {target}")
-        self._pos = target
-        return target
+        self._pos = self.target(offset, whence)  # the next read gets there
+        return self._pos
 
     def _remember(self, out: bytes) -> None:
         if len(out) >= WINDOW:

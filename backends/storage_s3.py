@@ -48,7 +48,7 @@ from botocore.exceptions import (
 )
 
 from .base import BackendUnavailable, BlobStat, StorageArea
-from .blob_io import BufferedBlob
+from .blob_io import BufferedBlob, PositionedReader
 from .storage_fs import check_key
 
 if TYPE_CHECKING:
@@ -162,30 +162,17 @@ class _Source:
         return gathered.getvalue()
 
 
-class _ObjectReader(io.RawIOBase):
+class _ObjectReader(PositionedReader):
     """Raw reader of one object: streams a GET body, re-GETs from the offset after a seek."""
 
     def __init__(self, storage: S3Storage, key: str, body: StreamingBody, size: int,
                  etag: str | None) -> None:
+        super().__init__(size)
         self._storage, self._key, self._etag = storage, key, etag
         self._body: StreamingBody | None = body
-        self._size = size
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        target += offset
-        if target < 0:
-            raise OSError("negative seek position")
+        target = self.target(offset, whence)
         if self._body is not None and 0 < target - self._pos <= SKIP_BY_READING:
             self._skip(target - self._pos)
         elif target != self._pos:
