@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -17,62 +15,13 @@ from pydicom.uid import JPEGLSLossless, RLELossless
 
 from app import create_app
 from backends import filesystem_storage, s3_storage
-from backends.base import StorageArea
 from tests.api.data import ct, uid
 from tests.api.test_stow import post
 from tests.api.test_wado import parts
 from tests.conftest import dicom_bytes, make_settings
-from tests.delegating import DelegatingStorage
+from tests.delegating import CountingStorage
 
 OCTET = "multipart/related; type=application/octet-stream"
-
-
-class CountingStorage(DelegatingStorage):
-    """A filesystem storage that counts every byte read from it, by any means."""
-
-    def __init__(self, inner: StorageArea) -> None:
-        super().__init__(inner)
-        self.read = 0
-        self.opened = 0
-
-    def open(self, key: str) -> BinaryIO:
-        self.opened += 1
-        return _Counted(self, self.inner.open(key))  # type: ignore[return-value]
-
-    def read_range(self, key: str, start: int, length: int) -> bytes:
-        data = self.inner.read_range(key, start, length)
-        self.read += len(data)
-        return data
-
-    def keys(self) -> Iterator[str]:
-        return self.inner.keys()
-
-
-class _Counted(io.RawIOBase):
-    def __init__(self, owner: CountingStorage, f: BinaryIO) -> None:
-        self.owner, self.f = owner, f
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.f.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self.f.tell()
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        data = self.f.read(len(buffer))
-        self.owner.read += len(data)
-        memoryview(buffer).cast("B")[:len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self.f.close()
-        super().close()
 
 
 def multiframe(st: str, se: str, sop: str, frames: int, syntax: str | None = None,
@@ -114,11 +63,11 @@ def test_one_frame_of_200_is_read_alone(counting, syntax) -> None:  # type: igno
                 (f"{base}/frames/150", OCTET),
                 (f"{base}/frames/150/rendered", "image/png")]
     for url, accept in requests:
-        storage.read = storage.opened = 0
+        storage.bytes_read = storage.opened = 0
         r = client.get(url, headers={"Accept": accept})
         assert r.status_code == 200, r.data[:300]
         assert len(r.data) > 0  # the body is read lazily: count after consuming it
-        assert storage.read < len(data) / 20, (url, accept, storage.read, len(data))
+        assert storage.bytes_read < len(data) / 20, (url, accept, storage.bytes_read, len(data))
         assert storage.opened == 0, (url, accept)
     ((_, frame),) = parts(client.get(f"{base}/frames/150", headers={"Accept": OCTET}))
     assert frame == values[149].tobytes()

@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -25,7 +25,7 @@ from pydicom.data import get_testdata_file
 
 import backends
 from backends import storage_compressed
-from backends.base import BackendUnavailable, StorageArea
+from backends.base import BackendUnavailable
 from backends.storage_compressed import (
     HEADER_SIZE,
     MAGIC,
@@ -37,6 +37,7 @@ from backends.storage_compressed import (
 from backends.storage_fs import FilesystemStorage
 from backends.storage_s3 import S3Storage
 from tests.contract.storage import StorageContract
+from tests.delegating import CountingStorage as Counting
 from tests.s3server import MotoServer, free_port
 
 MIB = 1 << 20
@@ -113,61 +114,6 @@ class TestCompressedS3(StorageContract):
     @pytest.fixture
     def storage(self, s3: S3Storage) -> CompressedStorage:
         return CompressedStorage(s3)
-
-
-class Counting(StorageArea):
-    """A real storage area, with the bytes read from it and the calls counted."""
-
-    def __init__(self, inner: StorageArea) -> None:
-        self.inner = inner
-        self.bytes_read = 0
-        self.ranged_reads: list[tuple[int, int]] = []
-        self.seeks = 0
-
-    def write(self, key: str, stream: BinaryIO) -> int:
-        return self.inner.write(key, stream)
-
-    def open(self, key: str) -> BinaryIO:
-        return _CountingFile(self, self.inner.open(key))  # type: ignore[return-value]
-
-    def read_range(self, key: str, start: int, length: int) -> bytes:
-        data = self.inner.read_range(key, start, length)
-        self.ranged_reads.append((start, length))
-        self.bytes_read += len(data)
-        return data
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def keys(self) -> Iterator[str]:
-        return self.inner.keys()
-
-
-class _CountingFile(io.RawIOBase):
-    def __init__(self, owner: Counting, f: BinaryIO) -> None:
-        self._owner, self._f = owner, f
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = self._f.read(size)
-        self._owner.bytes_read += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self._owner.seeks += 1
-        return self._f.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
 
 
 def inner_path(fs: FilesystemStorage, key: str) -> Path:
