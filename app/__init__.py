@@ -102,17 +102,29 @@ def build_index(settings: Settings) -> Index:
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
-    from app import delete, qido_rs, stow_rs, wado_rs, wado_uri
+    from app import (
+        delete,
+        dicomweb_client,
+        jobs_api,
+        orthanc_api,
+        qido_rs,
+        stow_rs,
+        wado_rs,
+        wado_uri,
+    )
 
     dicomweb = settings.DicomWeb
     prefix = dicomweb.root.rstrip("/")
     if dicomweb.Enable:
-        for module in (qido_rs, wado_rs, stow_rs, delete):
+        for module in (qido_rs, wado_rs, stow_rs, delete, dicomweb_client):
             app.register_blueprint(module.blueprint, url_prefix=prefix)
         if settings.ReadOnly:
             _refuse_writes(app, (stow_rs.blueprint.name, delete.blueprint.name))
     if dicomweb.EnableWado:
         app.register_blueprint(wado_uri.blueprint, url_prefix=dicomweb.wado_root)
+    # Orthanc's own REST API lives at the server root, beside {root} (reference §1.3).
+    for module in (orthanc_api, jobs_api):
+        app.register_blueprint(module.blueprint)
 
 
 def _refuse_writes(app: Flask, blueprints: tuple[str, ...]) -> None:

@@ -261,7 +261,183 @@ class StorageArea(ABC):
         return []
 
 
-class Index(ABC):
+# ---------------------------------------------------------------------------------------------
+# Orthanc's resource model (its REST API, the DICOMweb client's STOW by Orthanc ids), the
+# change log, jobs and small shared properties: schema version 4 of the SQL indexes.
+
+
+class ResourceType(enum.Enum):
+    """Orthanc's four resource levels; ids are ``app.dicom.identifiers.orthanc_ids``."""
+
+    PATIENT = "Patient"
+    STUDY = "Study"
+    SERIES = "Series"
+    INSTANCE = "Instance"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One patient, study, series or instance as Orthanc's REST API shows it.
+
+    ``attrs`` is the DICOM JSON of the level as indexed (a patient: the patient-module
+    attributes of its most recently stored study). ``parent`` is None for a patient;
+    ``children`` are the ids one level down, in the order they were first stored (empty
+    for an instance). ``uids``: StudyInstanceUID / SeriesInstanceUID / SOPInstanceUID down to
+    the level (a patient: its PatientID value under ``"PatientID"``).
+    """
+
+    type: ResourceType
+    id: str
+    parent: str | None
+    children: tuple[str, ...]
+    attrs: DicomJson
+    uids: dict[str, str]
+    instance: StoredInstance | None = None  # for an instance
+    last_update: float = 0.0  # POSIX time the resource last received an instance
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log (Orthanc's ``/changes``)."""
+
+    seq: int
+    change_type: str  # NewInstance / NewSeries / NewStudy / NewPatient / Deleted
+    resource_type: ResourceType
+    resource_id: str
+    date: float  # POSIX time
+
+
+class JobState(enum.Enum):
+    """Orthanc's job states (``/jobs/{id}`` ``State``)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    SUCCESS = "Success"
+    FAILURE = "Failure"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as the Index keeps it: every worker of every node sees the same row.
+
+    ``parameters`` (JSON) is what the runner needs to run or resume the job; ``content``
+    (JSON) is what users see. ``position`` is the number of steps done, where a resumed job
+    starts again. A running job is held by ``owner`` until ``lease_until``: a job whose
+    owner died (lease passed) is claimed again by another worker. ``request`` is a signal
+    from another worker to the owner: ``"cancel"`` or ``"pause"``.
+    """
+
+    id: str
+    type: str
+    state: JobState
+    priority: int
+    created: float  # POSIX times
+    parameters: str
+    content: str = "{}"
+    progress: int = 0  # percent
+    position: int = 0
+    error_code: int = 0
+    error_description: str = "Success"
+    error_details: str = ""
+    completed: float | None = None
+    runtime: float = 0.0  # seconds spent running, over every attempt
+    owner: str | None = None
+    lease_until: float | None = None
+    request: str | None = None
+    attempts: int = 0  # times a worker claimed it (a resumed job: > 1)
+
+
+JOB_FIELDS = frozenset(JobRecord.__dataclass_fields__) - {"id"}
+
+
+class ResourceIndex(ABC):
+    """Orthanc's resource model, change log, jobs and properties (schema version 4).
+
+    Kept apart from :class:`Index` only to keep each contract readable; every index
+    implements both, and every method is safe across workers and nodes.
+    """
+
+    # -- resources by Orthanc id ----------------------------------------------------------
+
+    @abstractmethod
+    def resource_ids(self, type_: ResourceType, *, since: int = 0,
+                     limit: int | None = None) -> list[str]:
+        """Ids at a level in the order first stored; ``since``/``limit`` page them (Orthanc's
+        ``?since=&limit=``)."""
+
+    @abstractmethod
+    def resource(self, type_: ResourceType, id_: str) -> Resource | None:
+        """One resource, or None."""
+
+    @abstractmethod
+    def resource_instances(self, type_: ResourceType, id_: str) -> list[StoredInstance]:
+        """Every instance under a resource (itself, for an instance), in the order of
+        :meth:`Index.instances` (a patient: its studies in the order stored); [] if unknown."""
+
+    @abstractmethod
+    def counts(self) -> dict[ResourceType, int]:
+        """Number of patients, studies, series and instances (``/statistics``)."""
+
+    # -- change log -----------------------------------------------------------------------
+
+    @abstractmethod
+    def changes(self, since: int = 0, limit: int = 100) -> list[Change]:
+        """Changes with ``seq > since``, oldest first, at most ``limit``. Every write path
+        records them (new instance, series, study, patient; deletions), in the same
+        transaction as the write."""
+
+    @abstractmethod
+    def last_change(self) -> int:
+        """The ``seq`` of the newest change (0: none)."""
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_job(self, job: JobRecord) -> None:
+        """Insert a new job."""
+
+    @abstractmethod
+    def job(self, job_id: str) -> JobRecord | None:
+        """One job, or None."""
+
+    @abstractmethod
+    def jobs(self) -> list[JobRecord]:
+        """Every job, oldest first."""
+
+    @abstractmethod
+    def claim_job(self, owner: str, now: float, lease: float,
+                  types: Collection[str] | None = None) -> JobRecord | None:
+        """Atomically take the next job to run: the Pending job of highest priority (oldest
+        first among equals), else a Running job whose lease passed (its owner died: it is
+        resumed). The job becomes Running, owned by ``owner`` until ``now + lease``,
+        ``attempts`` + 1. Of concurrent claims, each job goes to exactly one."""
+
+    @abstractmethod
+    def update_job(self, job_id: str, changes: dict[str, Any], *,
+                   owner: str | None | object = ..., states: Collection[JobState] = ()
+                   ) -> JobRecord | None:
+        """Compare-and-set: apply ``changes`` (field name → value, :data:`JOB_FIELDS`) if the
+        row exists, its ``owner`` equals ``owner`` (when given; None matches no owner) and
+        its state is one of ``states`` (when given). Returns the row after the change, or
+        None if a condition failed (nothing written)."""
+
+    @abstractmethod
+    def remove_jobs(self, job_ids: Collection[str]) -> None:
+        """Forget jobs (history pruning)."""
+
+    # -- small shared properties (remote servers with ServersInDatabase, ...) -------------
+
+    @abstractmethod
+    def properties(self, prefix: str) -> dict[str, str]:
+        """Every property whose name starts with ``prefix``."""
+
+    @abstractmethod
+    def set_property(self, name: str, value: str | None) -> None:
+        """Set (or with None remove) a property; atomic, last writer wins."""
+
+
+class Index(ResourceIndex):
     """What exists and everything derived from it at ingest. Safe across processes."""
 
     @abstractmethod
@@ -344,3 +520,4 @@ class Index(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (tests and shutdown)."""
+
