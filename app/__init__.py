@@ -4,6 +4,7 @@ map every error to a JSON answer. This is the one wiring function."""
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
@@ -12,6 +13,8 @@ from app.audit import install_audit
 from app.cors import install_cors
 from app.errors import DicomWebError, MethodNotAllowed, ServiceUnavailable
 from app.http import CollapseSlashes
+from app.jobs import EXTENSION as JOBS
+from app.jobs import JobEngine
 from app.security import install_security
 from app.services import EXTENSION, Services
 from app.settings import Settings, load_settings
@@ -42,6 +45,12 @@ def create_app(
         storage=storage or build_storage(settings),
         index=index or build_index(settings),
     )
+    # Jobs (app/jobs.py): runner threads start in each worker, never here (gunicorn's
+    # master builds the app before it forks).
+    app.extensions[JOBS] = JobEngine(app.extensions[EXTENSION],
+                                     concurrency=settings.ConcurrentJobs or os.cpu_count() or 1,
+                                     history=settings.JobsHistorySize,
+                                     context=app.app_context)
     _register_blueprints(app, settings)
     _register_error_handlers(app)
     install_audit(app, settings)  # first: its status hook runs after every other one
@@ -118,6 +127,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     if dicomweb.Enable:
         for module in (qido_rs, wado_rs, stow_rs, delete, dicomweb_client):
             app.register_blueprint(module.blueprint, url_prefix=prefix)
+        app.register_blueprint(orthanc_api.info_blueprint, url_prefix=prefix)  # {root}info
         if settings.ReadOnly:
             _refuse_writes(app, (stow_rs.blueprint.name, delete.blueprint.name))
     if dicomweb.EnableWado:
@@ -125,6 +135,8 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     # Orthanc's own REST API lives at the server root, beside {root} (reference §1.3).
     for module in (orthanc_api, jobs_api):
         app.register_blueprint(module.blueprint)
+    if settings.ReadOnly:
+        _refuse_writes(app, orthanc_api.WRITE_ENDPOINTS)
 
 
 def _refuse_writes(app: Flask, blueprints: tuple[str, ...]) -> None:
@@ -140,7 +152,8 @@ def _refuse_writes(app: Flask, blueprints: tuple[str, ...]) -> None:
             headers={"Allow": ", ".join(m for m in allowed if m in READ_METHODS)})
 
     for endpoint in list(app.view_functions):
-        if endpoint.partition(".")[0] in blueprints:
+        # A blueprint name refuses all its routes, an endpoint name that route only.
+        if endpoint.partition(".")[0] in blueprints or endpoint in blueprints:
             app.view_functions[endpoint] = refuse
 
 

@@ -1,10 +1,10 @@
 """Audit log (``AuditLogFile``, ours): one JSON line per request that touches patient data.
 
 Audited: every request routed to a DICOMweb or WADO-URI blueprint (QIDO-RS, WADO-RS,
-STOW-RS, DELETE, WADO-URI), and every request under the DICOMweb root or the WADO-URI path
-that matched no route (404, or 405 such as a DELETE on a ReadOnly server), whatever its
-outcome: refused ones (401, 403) included. Not audited: ``OPTIONS`` (it reads nothing) and
-routes outside those services (static assets).
+STOW-RS, DELETE, WADO-URI) or to Orthanc's resource REST API, and every request under the
+DICOMweb root or the WADO-URI path that matched no route (404, or 405 such as a DELETE on a
+ReadOnly server), whatever its outcome: refused ones (401, 403) included. Not audited:
+``OPTIONS`` (it reads nothing) and routes outside those services (static assets).
 
 A line, keys in this order::
 
@@ -47,7 +47,11 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PATIENT_DATA_BLUEPRINTS = frozenset({"qido_rs", "wado_rs", "stow_rs", "delete", "wado_uri"})
+# orthanc_api: Orthanc's resource REST API (its /system-like routes are logged too);
+# orthanc_info: {root}info, under the DICOMweb root like the services.
+PATIENT_DATA_BLUEPRINTS = frozenset({"qido_rs", "wado_rs", "stow_rs", "delete", "wado_uri",
+                                     "orthanc_api", "orthanc_info", "jobs_api",
+                                     "dicomweb_client"})
 _STUDY_PARAMETERS = ("StudyInstanceUID", "0020000D", "0020000d", "studyUID")
 _MAX_TEXT = 2048
 

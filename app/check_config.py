@@ -83,6 +83,8 @@ def _masked(value: Any, key: str = "", servers: bool = False) -> Any:
     if isinstance(value, dict):
         if key == "RegisteredUsers":  # user -> password or hash: keep the names only
             return dict.fromkeys(value, MASK)
+        if servers and key == "HttpHeaders":  # a remote's headers may carry tokens
+            return dict.fromkeys(value, MASK)
         return {k: _masked(v, k, servers or k == "Servers") for k, v in value.items()}
     if isinstance(value, list):
         if servers and len(value) >= 3 and key != "Servers":

@@ -64,7 +64,15 @@ def gunicorn_options(settings: Settings, args: argparse.Namespace) -> dict[str, 
         # SslEnabled: TLS in gunicorn (certfile = keyfile = SslCertificate, checked at
         # start-up); SslVerifyPeers: a client certificate signed by a trusted one required.
         **tls_options(settings),
+        # Each worker starts its job runner once forked; the master runs none (app/jobs.py).
+        "post_worker_init": _start_jobs,
     }
+
+
+def _start_jobs(worker: Any) -> None:
+    jobs = getattr(worker.wsgi, "extensions", {}).get("jobs")
+    if jobs is not None:
+        jobs.start()
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> None:

@@ -89,5 +89,9 @@ class ServiceUnavailable(DicomWebError):
     status = 503
 
 
+class GatewayTimeout(DicomWebError):
+    status = 504
+
+
 class ConfigurationError(Exception):
     """The settings file is unusable; raised at start-up, never during a request."""

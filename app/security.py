@@ -29,6 +29,9 @@ The hook, in this order, for every request:
    admin         every method (+ DELETE)         + DELETE
    ============  ==============================  ==========================================
 
+   POST ``/tools/find`` and ``/tools/lookup`` (Orthanc's searches) only read: every role
+   may call them (:data:`READ_ENDPOINTS`).
+
 ``RegisteredUsers`` values are plain passwords (Orthanc's format, compared in constant time)
 or ``pbkdf2_sha256$<iterations>$<salt base64>$<hash base64>`` (ours: PBKDF2-HMAC-SHA256,
 ``dicomweb-server hash-password`` makes one). A value that looks like a hash but is not one
@@ -75,6 +78,9 @@ ROLE_METHODS: dict[str, frozenset[str] | None] = {
     "read-write": READ_METHODS | {"POST", "PUT"},
     "admin": None,
 }
+# Endpoints that only read though their method is POST (a search body): any role may
+# call them. Explicit names, so that a new POST route is a write unless listed here.
+READ_ENDPOINTS: frozenset[str] = frozenset({"orthanc_api.find", "orthanc_api.lookup"})
 CACHE_SIZE = 1024
 # Values that are meant as a hash of some scheme (ours misformed, or passlib/crypt/Django
 # ones this server does not read): refused rather than taken as a plain password.
@@ -349,7 +355,7 @@ def install_security(app: Flask, settings: Settings) -> None:
         if not users.check(user, password):
             raise Unauthorized("Wrong user name or password", headers=challenge)
         role = roles.get(user, DEFAULT_ROLE)
-        if not role_allows(role, request.method):
+        if not role_allows(role, request.method) and request.endpoint not in READ_ENDPOINTS:
             raise Forbidden(f'The role "{role}" of user "{user}" does not allow '
                             f"{request.method} requests")
 

@@ -138,6 +138,17 @@ def _check_tags(names: list[str]) -> None:
         raise ValidationError(f"Unknown DICOM tag(s): {', '.join(map(repr, bad))}.")
 
 
+def _check_servers(servers: Any) -> None:
+    """Remote DICOMweb servers (reference §7.1): a bad definition stops start-up naming the
+    server and the problem (Orthanc logs it and goes on without the server)."""
+    from app.client.servers import ServerDefinitionError, parse_servers
+
+    try:
+        parse_servers(servers)
+    except ServerDefinitionError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class _Strict(Schema):
     class Meta:
         unknown = RAISE
@@ -165,7 +176,7 @@ class DicomWebSchema(_Strict):
     StowMaxSize = _Integer(load_default=10)
     OtherBinaryMode = _String(load_default="BulkDataURI",
                                     validate=validate.OneOf(BINARY_MODES))
-    Servers = fields.Raw(load_default=dict)
+    Servers = fields.Raw(load_default=dict, validate=_check_servers)
     ServersInDatabase = _Boolean(load_default=False)
     # Accepted for compatibility; this server has no use for them (docs/conformance.md).
     MetadataWorkerThreadsCount = _Integer(load_default=4)
@@ -300,6 +311,14 @@ class SettingsSchema(Schema):
     # Ours: one JSON line per request touching patient data, appended to this file ("" = off).
     AuditLogFile = _String(load_default="")
     HttpTimeout = _Integer(load_default=60, validate=validate.Range(min=0))
+    # Orthanc's outgoing HTTP client options, for the DICOMweb client (docs/client.md).
+    HttpProxy = _String(load_default="")
+    HttpsVerifyPeers = _Boolean(load_default=True)
+    HttpsCACertificates = _String(load_default="")
+    # Jobs (docs/jobs.md): jobs each worker process runs at once (0: one per core), and
+    # finished jobs kept for /jobs.
+    ConcurrentJobs = _Integer(load_default=2, validate=validate.Range(min=0))
+    JobsHistorySize = _Integer(load_default=10, validate=validate.Range(min=0))
     HttpRequestTimeout = _Integer(load_default=30, validate=validate.Range(min=0))
     KeepAlive = _Boolean(load_default=True)
     KeepAliveTimeout = _Integer(load_default=1, validate=validate.Range(min=0))
@@ -471,6 +490,11 @@ class Settings:
     Limits: Limits = field(default_factory=Limits)
     AuditLogFile: str = ""
     HttpTimeout: int = 60
+    HttpProxy: str = ""
+    HttpsVerifyPeers: bool = True
+    HttpsCACertificates: str = ""
+    ConcurrentJobs: int = 2
+    JobsHistorySize: int = 10
     HttpRequestTimeout: int = 30
     KeepAlive: bool = True
     KeepAliveTimeout: int = 1

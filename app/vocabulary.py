@@ -15,11 +15,12 @@ import difflib
 _DIMSE = "the DICOM network protocol (DIMSE) is not served: this is a DICOMweb server"
 _PLUGINS = "Orthanc plugins and Lua scripts do not apply: this server is not Orthanc"
 _EXPLORER = "Orthanc Explorer and WebDAV are not served"
-_JOBS = "Orthanc's job engine and archives are not part of this server"
+_JOBS = "Orthanc's archive jobs and their thread pools are not part of this server"
 _STORAGE = "an Orthanc storage or database internal with no equivalent here"
 _TRANSCODE = "ingest transcoding is not offered; WADO-RS converts on retrieval"
 _HTTP = "an Orthanc HTTP-server tuning knob; gunicorn is configured in the Gunicorn section"
-_CLIENT = "Orthanc's outgoing HTTP client (DICOMweb client routes are not offered yet)"
+_CLIENT = ("an option of Orthanc's outgoing HTTP client this server does not have (libcurl "
+           "traces; keys on PKCS#11 tokens: give the client key as a file)")
 _PEERS = "Orthanc peers (the Orthanc-to-Orthanc protocol) are not served"
 _LOGS = "an Orthanc logging or diagnostics option"
 _PLUGIN_SECTION = "the configuration section of an Orthanc plugin this server does not have"
@@ -48,9 +49,11 @@ IGNORED: dict[str, str] = {
                      "RestApiWriteToFileSystemEnabled"), _PLUGINS),
     **dict.fromkeys(("OrthancExplorerEnabled", "WebDavEnabled", "WebDavDeleteAllowed",
                      "WebDavUploadAllowed", "ServeFolders"), _EXPLORER),
-    **dict.fromkeys(("ConcurrentJobs", "JobsHistorySize", "SaveJobs", "LimitJobs",
-                     "JobsEngineThreadsCount", "MediaArchiveSize", "ZipLoaderThreads",
+    **dict.fromkeys(("JobsEngineThreadsCount", "MediaArchiveSize", "ZipLoaderThreads",
                      "SynchronousZipStream"), _JOBS),
+    "SaveJobs": "jobs are always saved: they live in the Index and survive a restart",
+    "LimitJobs": "jobs waiting to run are not limited (submitting never blocks); "
+                 "ConcurrentJobs limits the jobs running",
     **dict.fromkeys((
         "MaximumStorageCacheSize", "StoreMD5ForAttachments", "StoreDicom", "SyncStorageArea",
         "TemporaryDirectory", "StorageAccessOnFind", "CheckRevisions", "UserMetadata",
@@ -63,8 +66,7 @@ IGNORED: dict[str, str] = {
     **dict.fromkeys(("HttpServerEnabled", "HttpCompressionEnabled", "HttpThreadsCount",
                      "TcpNoDelay", "SslMinimumProtocolVersion", "SslCiphersAccepted",
                      "HttpServerMaxHeaderSize"), _HTTP),
-    **dict.fromkeys(("HttpProxy", "HttpVerbose", "HttpsVerifyPeers", "HttpsCACertificates",
-                     "Pkcs11"), _CLIENT),
+    **dict.fromkeys(("HttpVerbose", "Pkcs11"), _CLIENT),
     **dict.fromkeys(("OrthancPeers", "OrthancPeersInDatabase"), _PEERS),
     **dict.fromkeys(("MetricsEnabled", "DeidentifyLogs", "DeidentifyLogsDicomVersion",
                      "Warnings", "LogCategories"), _LOGS),

@@ -280,7 +280,8 @@ class Resource:
     """One patient, study, series or instance as Orthanc's REST API shows it.
 
     ``attrs`` is the DICOM JSON of the level as indexed (a patient: the patient-module
-    attributes of its most recently stored study). ``parent`` is None for a patient;
+    attributes, PS3.3 C.7.1.1, of its most recently stored study; a study: its attributes
+    without those). ``parent`` is None for a patient;
     ``children`` are the ids one level down, in the order they were first stored (empty
     for an instance). ``uids``: StudyInstanceUID / SeriesInstanceUID / SOPInstanceUID down to
     the level (a patient: its PatientID value under ``"PatientID"``).
@@ -293,7 +294,8 @@ class Resource:
     attrs: DicomJson
     uids: dict[str, str]
     instance: StoredInstance | None = None  # for an instance
-    last_update: float = 0.0  # POSIX time the resource last received an instance
+    last_update: float = 0.0  # POSIX time the resource last received an instance (0: unknown,
+    # stored before schema version 4)
 
 
 @dataclass(frozen=True)
@@ -363,12 +365,13 @@ class ResourceIndex(ABC):
     @abstractmethod
     def resource_ids(self, type_: ResourceType, *, since: int = 0,
                      limit: int | None = None) -> list[str]:
-        """Ids at a level in the order first stored; ``since``/``limit`` page them (Orthanc's
-        ``?since=&limit=``)."""
+        """Ids at a level in the order first stored (a replaced instance keeps its place);
+        ``since`` ids are skipped, then at most ``limit`` returned (Orthanc's
+        ``?since=&limit=``: ``since`` is a position, not a change seq)."""
 
     @abstractmethod
     def resource(self, type_: ResourceType, id_: str) -> Resource | None:
-        """One resource, or None."""
+        """One resource, or None (also for the id of another level). Reads indexes only."""
 
     @abstractmethod
     def resource_instances(self, type_: ResourceType, id_: str) -> list[StoredInstance]:
@@ -384,8 +387,14 @@ class ResourceIndex(ABC):
     @abstractmethod
     def changes(self, since: int = 0, limit: int = 100) -> list[Change]:
         """Changes with ``seq > since``, oldest first, at most ``limit``. Every write path
-        records them (new instance, series, study, patient; deletions), in the same
-        transaction as the write."""
+        records them in the same transaction as the write (database triggers):
+        ``New<Level>`` when a resource appears (a patient: with its first instance),
+        ``Deleted`` (``resource_type`` its level) when it goes, cascades included, and both
+        when an id changes (a study moved to another patient). A replacement of an instance
+        by a new blob logs ``NewInstance`` again under the same id (Orthanc logs the
+        overwriting store); the same blob again logs nothing. The order within one write is
+        unspecified. On PostgreSQL a seq may become visible after a higher one committed
+        by a concurrent write (as with Orthanc's PostgreSQL plugin)."""
 
     @abstractmethod
     def last_change(self) -> int:
@@ -411,7 +420,9 @@ class ResourceIndex(ABC):
         """Atomically take the next job to run: the Pending job of highest priority (oldest
         first among equals), else a Running job whose lease passed (its owner died: it is
         resumed). The job becomes Running, owned by ``owner`` until ``now + lease``,
-        ``attempts`` + 1. Of concurrent claims, each job goes to exactly one."""
+        ``attempts`` + 1. Of concurrent claims, each job goes to exactly one. ``types``:
+        only jobs of these types (None: any; empty: none). Paused and finished jobs are
+        never claimed."""
 
     @abstractmethod
     def update_job(self, job_id: str, changes: dict[str, Any], *,
@@ -420,7 +431,8 @@ class ResourceIndex(ABC):
         """Compare-and-set: apply ``changes`` (field name → value, :data:`JOB_FIELDS`) if the
         row exists, its ``owner`` equals ``owner`` (when given; None matches no owner) and
         its state is one of ``states`` (when given). Returns the row after the change, or
-        None if a condition failed (nothing written)."""
+        None if a condition failed (nothing written). Empty ``changes``: only the check.
+        ``ValueError`` for a name outside :data:`JOB_FIELDS`."""
 
     @abstractmethod
     def remove_jobs(self, job_ids: Collection[str]) -> None:

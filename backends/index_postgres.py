@@ -16,6 +16,10 @@ of the same study neither fail nor duplicate; a removal locks its study first, s
 add slips into what it deletes. Serialization failures and deadlocks are retried a few times.
 An unreachable server, a pool timeout or any other ``OperationalError`` becomes
 :class:`~backends.base.BackendUnavailable`.
+
+Orthanc's resource model, the change log, jobs and properties (schema version 4) are
+:class:`backends.sql_resources.SqlResources`, shared with SQLite; job claims lock with
+``FOR UPDATE SKIP LOCKED``.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from .postgres_query import (
     uid_filter,
     with_parents,
 )
+from .sql_resources import Q, SqlResources
 from .sql_schema import (
     FROM,
     SERIES_RELATED_INSTANCES,
@@ -99,7 +104,7 @@ def _instance_number(value: Any) -> int | None:
         return None
 
 
-class PostgresIndex(Index):
+class PostgresIndex(SqlResources, Index):
     """The index in one PostgreSQL database; safe for many threads, processes and nodes."""
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10,
@@ -194,6 +199,15 @@ class PostgresIndex(Index):
         if pool is not None:
             pool.close()
 
+    # Claims skip the jobs other transactions are claiming (no waiting, each job once).
+    _CLAIM_LOCK = " FOR UPDATE SKIP LOCKED"
+
+    def _read(self, work: Callable[[Q], T], single: bool = False) -> T:
+        return self._run(lambda conn: work(_statements(conn)), "auto" if single else "snapshot")
+
+    def _write(self, work: Callable[[Q], T]) -> T:
+        return self._run(lambda conn: work(_statements(conn)), "write")
+
     # -- writes ------------------------------------------------------------------------------
 
     def add_instance(self, record: InstanceRecord) -> str | None:
@@ -270,6 +284,14 @@ class PostgresIndex(Index):
         sql = f"SELECT i.metadata FROM {FROM[Level.INSTANCE]} WHERE {where}" \
               f" ORDER BY {INSTANCE_ORDER}"
         return self._run(lambda conn: [text for (text,) in conn.execute(sql, params)])
+
+
+def _statements(conn: psycopg.Connection) -> Q:
+    """:mod:`backends.sql_resources` statements (``?`` placeholders, no literal ``%``)."""
+    def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cursor = conn.execute(sql.replace("?", "%s"), params)
+        return cursor.fetchall() if cursor.description else []
+    return run
 
 
 @contextmanager
@@ -376,7 +398,7 @@ def _add(conn: psycopg.Connection, record: InstanceRecord, replace: bool = True)
                 "attrs": dumps(record.instance), "metadata": record.metadata, "frames": frames,
                 "transfer_syntax": record.transfer_syntax, "storage_key": record.storage_key,
                 "size": record.size, "patient_key": record.patient_key,
-                **_row(Level.INSTANCE, record.instance)}
+                "stored": time.time(), **_row(Level.INSTANCE, record.instance)}
     old: tuple[Any, ...] | None = None
     if replace:
         # Always rewritten; FOR UPDATE makes the replaced key exact under concurrent replaces.

@@ -11,7 +11,9 @@ Adding an instance is one transaction: the study and series rows are only rewrit
 their attributes changed (every instance of a series after the first leaves them alone),
 and parents are only pruned when an instance or series moved. Triggers on ``instances``
 (schema version 3, :mod:`backends.sql_schema`) keep the storage usage per patient and in
-total, for the storage limits and their recycling.
+total, for the storage limits and their recycling. Schema version 4 (:mod:`backends.schema_v4`)
+adds Orthanc's resource model, the change log (triggers again), jobs and properties; their
+methods are :class:`backends.sql_resources.SqlResources`, shared with PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import threading
 import time
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import matching
 from .base import (
@@ -43,6 +45,8 @@ from .base import (
     StoredInstance,
     Usage,
 )
+from .schema_v4 import SQLITE_V4
+from .sql_resources import Q, SqlResources
 from .sql_schema import (
     FROM,
     SERIES_RELATED_INSTANCES,
@@ -52,6 +56,7 @@ from .sql_schema import (
     V1_KEYWORDS,
     V2_INDEXES,
     V3_INDEXES,
+    V4_INDEXES,
     search_result,
     with_study_computed,
 )
@@ -65,6 +70,8 @@ from .sqlite_query import (
     search_sql,
     uid_filter,
 )
+
+T = TypeVar("T")
 
 KEYS_PAGE = 5000  # rows per statement of storage_keys
 
@@ -158,6 +165,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     [_index(table, *columns, partial=partial) for table, columns, partial in V2_INDEXES],
     _V3,
+    [*SQLITE_V4, *(_index(table, *columns, partial=partial)
+                   for table, columns, partial in V4_INDEXES)],
 ]
 
 
@@ -183,7 +192,7 @@ def _instance_number(value: Any) -> int | None:
         return None
 
 
-class SqliteIndex(Index):
+class SqliteIndex(SqlResources, Index):
     """The index in one SQLite file; safe for several threads and processes."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
@@ -294,6 +303,14 @@ class SqliteIndex(Index):
         self._local.conn = self._local.generation = None
         for conn in connections:
             conn.close()
+
+    def _read(self, work: Callable[[Q], T], single: bool = False) -> T:
+        with self._transaction("DEFERRED") as conn:
+            return work(lambda sql, params: conn.execute(sql, params).fetchall())
+
+    def _write(self, work: Callable[[Q], T]) -> T:
+        with self._transaction() as conn:
+            return work(lambda sql, params: conn.execute(sql, params).fetchall())
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -449,7 +466,7 @@ def _add(conn: sqlite3.Connection, record: InstanceRecord) -> tuple[Any, ...] | 
         "series_pk": series_pk, "instance_key": record.instance_key,
         "metadata": record.metadata, "frames": frames, "size": record.size,
         "transfer_syntax": record.transfer_syntax, "storage_key": record.storage_key,
-        "patient_key": record.patient_key})
+        "patient_key": record.patient_key, "stored": time.time()})
     # The new record wins: an instance or series stored under other parents moved, and may
     # have left its former parents empty.
     series_left = [old[0]] if old and old[0] != series_pk else []

@@ -26,6 +26,7 @@ import psycopg
 
 from . import matching
 from .base import Constraint, Level, Match, Query
+from .schema_v4 import POSTGRES_V4
 from .sql_schema import (
     ALIAS,
     CHILD_KEYWORD,
@@ -39,6 +40,7 @@ from .sql_schema import (
     V1_KEYWORDS,
     V2_INDEXES,
     V3_INDEXES,
+    V4_INDEXES,
     column_term,
 )
 from .sqlite_query import quote  # the same double-quoted identifiers, validated
@@ -191,6 +193,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     [_index(table, *columns, partial=partial) for table, columns, partial in V2_INDEXES],
     _V3,
+    [*POSTGRES_V4, *(_index(table, *columns, partial=partial)
+                     for table, columns, partial in V4_INDEXES)],
 ]
 
 

@@ -81,6 +81,17 @@ V3_INDEXES: tuple[IndexSpec, ...] = (
     ("patients", ("last_stored",), False),
 )
 
+# Schema version 4 (backends.schema_v4): Orthanc ids (lookups by id read an index), the last
+# update of a series (and through it of studies and patients), the order of patients, jobs.
+V4_INDEXES: tuple[IndexSpec, ...] = (
+    ("studies", ("study_key",), False),
+    ("series", ("series_key",), False),
+    ("instances", ("instance_key",), False),
+    ("instances", ("series_pk", "stored"), False),
+    ("patients", ("first_stored",), False),
+    ("jobs", ("state", "priority"), False),
+)
+
 # Computed attributes (PS3.18 §10.6.3.3) as matching keys. ModalitiesInStudy and
 # SOPClassesInStudy match when any series / instance of the study matches (PS3.18
 # §10.6.1.2.1.1); the counts compare with a count of the children.

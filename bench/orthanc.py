@@ -15,6 +15,11 @@ process is started with a tiny ``LD_PRELOAD`` shim, compiled on the fly with ``c
 rewrites wildcard ``bind()`` addresses to the loopback one. After start-up the listening
 sockets are checked with psutil and the start fails if any is not on loopback.
 Environment overrides: ``ORTHANC_BIN`` (binary), ``ORTHANC_DICOMWEB_PLUGIN`` (plugin .so).
+
+``start_orthanc(..., extra={...})`` merges more configuration into the generated one (the
+interoperability tests add ``DicomWeb.Servers`` and users): a dict value is merged one level
+deep, so ``{"DicomWeb": {"Servers": ...}}`` keeps the DICOMweb root. With
+``AuthenticationEnabled`` the first ``RegisteredUsers`` entry becomes ``OrthancProcess.auth``.
 """
 
 from __future__ import annotations
@@ -93,6 +98,8 @@ def find_dicomweb_plugin() -> str:
     """Return the DICOMweb plugin .so: $ORTHANC_DICOMWEB_PLUGIN, then Debian's locations."""
     override = os.environ.get("ORTHANC_DICOMWEB_PLUGIN")
     if override:
+        if not os.path.isfile(override):
+            raise OrthancError(f"ORTHANC_DICOMWEB_PLUGIN={override} is not a file")
         return override
     for pattern in PLUGIN_PATTERNS:
         matches = sorted(glob.glob(pattern))
@@ -104,9 +111,10 @@ def find_dicomweb_plugin() -> str:
     )
 
 
-def build_config(port: int, workdir: Path, plugin: str) -> dict:
-    """Orthanc configuration: everything in ``workdir``, HTTP only, no auth, no DICOM port."""
-    return {
+def build_config(port: int, workdir: Path, plugin: str, extra: dict | None = None) -> dict:
+    """Orthanc configuration: everything in ``workdir``, HTTP only, no auth, no DICOM port;
+    ``extra`` merged over it (dict values one level deep)."""
+    config = {
         "Name": f"bench-orthanc-{port}",
         "StorageDirectory": str(workdir / "storage"),
         "IndexDirectory": str(workdir / "index"),
@@ -120,6 +128,20 @@ def build_config(port: int, workdir: Path, plugin: str) -> dict:
         "Plugins": [plugin],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
     }
+    for key, value in (extra or {}).items():
+        base = config.get(key)
+        config[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) \
+            else value
+    return config
+
+
+def config_auth(config: dict) -> tuple[str, str] | None:
+    """(user, password) to call an Orthanc with this configuration, if it asks for one."""
+    users = config.get("RegisteredUsers") or {}
+    if not config.get("AuthenticationEnabled") or not users:
+        return None
+    user = next(iter(users))
+    return user, users[user]
 
 
 def build_loopback_shim(workdir: Path) -> Path:
@@ -150,10 +172,12 @@ def listening_addresses(pid: int) -> list[tuple[str, int]]:
 class OrthancProcess:
     """A running Orthanc; ``stop()`` (or leaving the ``with`` block) ends it and cleans up."""
 
-    def __init__(self, popen: subprocess.Popen, port: int, workdir: Path, owned: bool):
+    def __init__(self, popen: subprocess.Popen, port: int, workdir: Path, owned: bool,
+                 auth: tuple[str, str] | None = None):
         self.popen = popen
         self.port = port
         self.workdir = workdir
+        self.auth = auth  # HTTP Basic credentials for its REST API, None without authentication
         self.log_path = workdir / "orthanc.log"
         self._owned_workdir = owned  # remove the folder at stop() when we created it
         self._lock = threading.Lock()
@@ -210,7 +234,8 @@ def _wait_until_ready(orthanc: OrthancProcess, timeout: float) -> None:
         if not orthanc.running():
             raise OrthancError(f"Orthanc exited at start-up:\n{orthanc.log_tail()}")
         try:
-            if requests.get(orthanc.url + "/system", timeout=2).status_code == 200:
+            answer = requests.get(orthanc.url + "/system", auth=orthanc.auth, timeout=2)
+            if answer.status_code == 200:
                 return
         except requests.ConnectionError:
             pass
@@ -225,10 +250,9 @@ def _check_loopback(orthanc: OrthancProcess) -> None:
         raise OrthancError(f"Orthanc listens outside loopback: {exposed}")
 
 
-def _spawn(port: int, workdir: Path) -> subprocess.Popen:
+def _spawn(port: int, workdir: Path, config: dict) -> subprocess.Popen:
     """Write the config, compile the shim and launch Orthanc (log in workdir/orthanc.log)."""
     config_path = workdir / "orthanc.json"
-    config = build_config(port, workdir, find_dicomweb_plugin())
     config_path.write_text(json.dumps(config, indent=2))
     env = dict(os.environ)
     preload = [str(build_loopback_shim(workdir)), env.get("LD_PRELOAD", "")]
@@ -246,19 +270,25 @@ def _spawn(port: int, workdir: Path) -> subprocess.Popen:
 
 
 def start_orthanc(
-    port: int = DEFAULT_PORT, workdir: str | Path | None = None, timeout: float = 60.0
+    port: int = DEFAULT_PORT, workdir: str | Path | None = None, timeout: float = 60.0,
+    extra: dict | None = None,
 ) -> OrthancProcess:
     """Start Orthanc + DICOMweb on 127.0.0.1:``port``, data in ``workdir`` (temp if None).
 
     Returns once ``GET /system`` answers. A temp folder created here is deleted by
-    ``stop()``; a given ``workdir`` is kept (and reused: its storage persists).
+    ``stop()``; a given ``workdir`` is kept (and reused: its storage persists). ``extra``:
+    more configuration (see ``build_config``).
     """
     if port_is_busy(port):
         raise OrthancError(f"port {port} on {HOST} is already in use")
+    plugin = find_dicomweb_plugin()  # before a temp folder exists that could be left behind
+    find_orthanc_binary()
     owned = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="bench-orthanc-") if owned else workdir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    orthanc = OrthancProcess(_spawn(port, folder), port, folder, owned)
+    config = build_config(port, folder, plugin, extra)
+    orthanc = OrthancProcess(_spawn(port, folder, config), port, folder, owned,
+                             config_auth(config))
     atexit.register(orthanc.stop)  # never leave an orphan Orthanc behind
     try:
         _wait_until_ready(orthanc, timeout)

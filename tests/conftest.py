@@ -31,6 +31,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
 def app(tmp_path: Path) -> Iterator[Flask]:
     application = create_app(make_settings(tmp_path))
     yield application
+    application.extensions["jobs"].stop()  # runner threads a test's job started
     application.extensions["dicomweb"].index.close()
 
 

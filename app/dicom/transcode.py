@@ -181,8 +181,13 @@ def _set_pixel_description(ds: Dataset, opts: dict[str, Any], photometric: str) 
     """Image Pixel module values matching the new Pixel Data (PS3.3 C.7.6.3)."""
     for tag in _EXTENDED_OFFSETS:
         ds.pop(tag, None)
+    # Removed first: a damaged file may hold them with another VR (PhotometricInterpretation
+    # as DS), and assigning would convert to that VR and fail; new ones get the
+    # dictionary's VR.
+    ds.pop(0x00280004, None)
     ds.PhotometricInterpretation = photometric
     if int(opts.get("samples_per_pixel") or 1) > 1:
+        ds.pop(0x00280006, None)
         ds.PlanarConfiguration = 0
 
 

@@ -24,7 +24,8 @@ USERS = {"admin": "admin pw", "reader": "reader pw", "writer": "writer pw",
          "hashed": HASHED, "zoé": "mot de passe é"}
 ROLES = {"admin": "admin", "reader": "read-only", "writer": "read-write"}
 # Every blueprint create_app registers, plus Flask's static route: the walk must meet them.
-EXPECTED_ENDPOINT_GROUPS = {"qido_rs", "wado_rs", "stow_rs", "delete", "wado_uri", "static"}
+EXPECTED_ENDPOINT_GROUPS = {"qido_rs", "wado_rs", "stow_rs", "delete", "wado_uri", "static",
+                            "dicomweb_client", "jobs_api", "orthanc_api", "orthanc_info"}
 
 
 def auth(user: str, password: str) -> dict[str, str]:
@@ -54,16 +55,17 @@ def client(secured: Flask) -> FlaskClient:
     return secured.test_client()
 
 
-def _value(name: str) -> str:
-    return "1" if name == "frame_list" else "1.2.3"
+def _value(converter: str | None, name: str) -> str:
+    return "1" if name == "frame_list" or converter == "int" else "1.2.3"
 
 
 def every_route(app: Flask) -> list[tuple[str, str, str]]:
     """(method, URL, endpoint) for every method of every rule of the URL map, converters
-    replaced by valid-looking values (UIDs "1.2.3", frame list "1")."""
+    replaced by valid-looking values (UIDs "1.2.3", frame list and integers "1")."""
     out = []
     for rule in app.url_map.iter_rules():
-        url = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", lambda m: _value(m.group(1)), rule.rule)
+        url = re.sub(r"<(?:([^<>:]+):)?([^<>]+)>", lambda m: _value(m.group(1), m.group(2)),
+                     rule.rule)
         out.extend((method, url, rule.endpoint) for method in sorted(rule.methods or ()))
     return out
 

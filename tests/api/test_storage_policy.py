@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.dicom.store import ELEMENTS_DISCARDED, OUT_OF_RESOURCES
+from backends.sql_schema import V4_INDEXES
 from tests import pg
 from tests.api.data import ct_bytes, uid
 from tests.api.test_stow import FAILED, REFERENCED, post
@@ -304,6 +305,13 @@ def test_overwrite_counts_the_replaced_size_out(deploy: MakeDeployment) -> None:
 
 
 def _downgrade_to_v2(settings: dict[str, Any], root: Path) -> None:
+    """Undo migrations 4 and 3 (what an index written by an older release looks like)."""
+    logged = ("patients", "studies", "series", "instances")
+    v4 = ["DROP TABLE changes", "DROP TABLE jobs", "DROP TABLE properties",
+          *(f"DROP INDEX ix_{table}_{'_'.join(columns)}"
+            for table, columns, _ in V4_INDEXES if table not in ("jobs", "patients")),
+          "ALTER TABLE instances DROP COLUMN stored",
+          "DELETE FROM schema_version WHERE version = 4"]
     statements = [
         "DROP TABLE patients", "DROP TABLE storage_usage",
         "DROP INDEX ix_studies_patient_key", "DROP INDEX ix_instances_patient_key",
@@ -312,20 +320,31 @@ def _downgrade_to_v2(settings: dict[str, Any], root: Path) -> None:
     ]
     if not settings:
         with sqlite3.connect(root / "index" / "index.sqlite") as conn:
-            for trigger in ("instance_added", "instance_removed", "instance_replaced",
-                            "instance_moved"):
+            names = [row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+            for trigger in names:  # v3's usage triggers and v4's change log
                 conn.execute(f"DROP TRIGGER {trigger}")
-            for statement in statements:
+            for statement in v4 + statements:
                 conn.execute(statement)
         return
     with psycopg.connect(settings["PostgreSQL"]["ConnectionUri"], autocommit=True) as conn:
+        for table in logged:
+            conn.execute(f"DROP TRIGGER log_{table}_new ON {table}")
+            conn.execute(f"DROP TRIGGER log_{table}_gone ON {table}")
+        for table in ("studies", "series"):
+            conn.execute(f"DROP TRIGGER log_{table}_rekeyed ON {table}")
+        conn.execute("DROP TRIGGER log_instances_rewritten ON instances")
+        for table in logged:
+            conn.execute(f"DROP FUNCTION dicomweb_{table}_logged")
+            conn.execute(f"DROP FUNCTION dicomweb_{table}_gone")
         for trigger in ("instance_added", "instance_changed", "instances_removed"):
             conn.execute(f"DROP TRIGGER {trigger} ON instances")
         for function in ("instance_added", "instance_changed", "instances_removed"):
             conn.execute(f"DROP FUNCTION dicomweb_{function}")
         conn.execute("DROP SEQUENCE patients_last_stored")
-        for statement in statements:
+        for statement in v4 + statements:
             conn.execute(statement)
+        conn.execute("DROP SEQUENCE patients_first_stored")
 
 
 def test_usage_of_an_older_index_is_filled_in(tmp_path: Path,

@@ -23,6 +23,7 @@ from tests.contract.records import (
     uid,
     value,
 )
+from tests.contract.resources import ResourceIndexContract
 
 SR_DOCUMENT = "1.2.840.10008.5.1.4.1.1.88.22"
 ALL_STUDIES = ["1.1", "1.2", "1.3", "1.4", "1.5"]
@@ -90,8 +91,8 @@ def found(index: Index, level: Level, *constraints: Any, **kw: Any) -> list[str]
     return [uid(getattr(r, attrs), level) for r in results]
 
 
-class IndexContract:
-    """Behaviour every index shares."""
+class IndexContract(ResourceIndexContract):
+    """Behaviour every index shares (its Orthanc resource model: ResourceIndexContract)."""
 
     @pytest.fixture
     def keys(self, index: Index) -> dict[str, str]:

@@ -15,15 +15,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from backends import matching, postgres_dsn
-from backends.base import COLUMNS, BackendUnavailable, Level, Match, Query
+from app.dicom.identifiers import orthanc_ids
+from backends import index_postgres, matching, postgres_dsn, postgres_query
+from backends.base import COLUMNS, BackendUnavailable, Level, Match, Query, ResourceType
 from backends.index_postgres import PostgresIndex
 from backends.index_sqlite import SqliteIndex
 from backends.postgres_query import MIGRATIONS, search_plan
+from backends.sql_resources import JOB_COLUMNS
 from backends.sql_schema import TABLE
 from tests import pg
 from tests.contract.index import IndexContract, archive, found
 from tests.contract.records import CT_IMAGE, MR_IMAGE, constraint, make_record, single, value
+from tests.contract.resources import V3_RECORDS, check_migrated_v3, insert_v3
 
 WORKERS, PER_WORKER, SERIES = 4, 50, 5
 
@@ -40,9 +43,10 @@ def database() -> Iterator[str]:
 
 def empty(dsn: str) -> None:
     """Delete every row (cheaper than TRUNCATE on a few rows; series and instances go by
-    ON DELETE CASCADE)."""
+    ON DELETE CASCADE), then the change log that deletion wrote, jobs and properties."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DELETE FROM studies")
+        for table in ("studies", "changes", "jobs", "properties"):
+            conn.execute(f"DELETE FROM {table}")
 
 
 class TestPostgresIndex(IndexContract):
@@ -360,5 +364,97 @@ def test_answers_agree_with_sqlite(database: str, tmp_path: Path) -> None:
         query = Query(rng.choice(list(Level)), keys, case_sensitive=rng.random() < 0.3,
                       limit=rng.choice([None, None, 1, 2, 5]), offset=rng.choice([0, 0, 0, 1, 3]))
         assert postgres.search(query) == sqlite.search(query), query
+    postgres.close()
+    sqlite.close()
+
+
+# -- schema version 4: Orthanc resources, change log, jobs -----------------------------------
+
+
+def test_v3_database_migrates_to_v4(fresh: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postgres_query, "MIGRATIONS", MIGRATIONS[:3])
+    PostgresIndex(fresh).search(Query(Level.STUDY))
+    assert versions(fresh) == [1, 2, 3]
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        for record in V3_RECORDS:
+            insert_v3(lambda sql, params: conn.execute(sql, params).fetchall(), "%s", record)
+    monkeypatch.undo()
+    index = PostgresIndex(fresh)
+    check_migrated_v3(index)
+    assert versions(fresh) == list(range(1, len(MIGRATIONS) + 1))
+    index.close()
+
+
+def test_lookups_by_id_read_indexes(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every statement of resource() and resource_instances() can be answered from indexes:
+    with sequential scans disabled, no plan scans a table."""
+    empty(database)
+    index = PostgresIndex(database)
+    for n in range(3):
+        index.add_instance(make_record("1", f"1.{n}", f"1.{n}.1", PatientID="X"))
+    plans: list[tuple[str, set[str]]] = []
+    plain = index_postgres._statements
+
+    def explaining(conn: psycopg.Connection) -> Any:
+        run = plain(conn)
+
+        def explain(sql: str, params: Any) -> list[tuple[Any, ...]]:
+            conn.execute("SET LOCAL enable_seqscan = off" if conn.info.transaction_status
+                         else "SET enable_seqscan = off")
+            (explained,) = conn.execute("EXPLAIN (FORMAT JSON) " + sql.replace("?", "%s"),
+                                        params).fetchone()
+            plans.append((sql, {n["Node Type"] for n in _plan_nodes(explained[0]["Plan"])}))
+            conn.execute("RESET enable_seqscan")
+            return run(sql, params)
+        return explain
+
+    monkeypatch.setattr(index_postgres, "_statements", explaining)
+    keys = orthanc_ids("X", "1", "1.1", "1.1.1")
+    for type_, key in zip(ResourceType, keys, strict=True):
+        assert index.resource(type_, key) is not None
+        assert index.resource_instances(type_, key)
+    index.close()
+    assert len(plans) >= 10
+    for sql, nodes in plans:
+        assert "Seq Scan" not in nodes, sql
+
+
+def test_schema_has_a_column_for_every_job_field(database: str) -> None:
+    with psycopg.connect(database) as conn:
+        names = {name for (name,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs'")}
+    assert set(JOB_COLUMNS) <= names
+
+
+def test_resources_agree_with_sqlite(database: str, tmp_path: Path) -> None:
+    """The same writes give the same resources, pages, counts and change log (but seq)."""
+    empty(database)
+    postgres, sqlite = PostgresIndex(database), SqliteIndex(tmp_path / "index.sqlite")
+    records = [*archive(), make_record("1.9", "1.9.1", "1.5.1.1"),
+               make_record("1.2", "1.2.2", "1.2.2.1", PatientID="PID-a")]
+    writes = [*(lambda index, r=record: index.add_instance(r) for record in records),
+              lambda index: index.remove("1.1", "1.1.2"),
+              lambda index: index.remove_patient(orthanc_ids("pid-c", "", "", "")[0])]
+    for write in writes:
+        write(postgres)
+        write(sqlite)
+    for type_ in ResourceType:
+        ids = sqlite.resource_ids(type_)
+        assert postgres.resource_ids(type_) == ids
+        assert postgres.resource_ids(type_, since=1, limit=2) == ids[1:3]
+        for id_ in ids:
+            ours, theirs = postgres.resource(type_, id_), sqlite.resource(type_, id_)
+            assert ours is not None and theirs is not None
+            assert dataclasses.replace(ours, last_update=0) == dataclasses.replace(
+                theirs, last_update=0)
+            assert postgres.resource_instances(type_, id_) == sqlite.resource_instances(
+                type_, id_)
+    assert postgres.counts() == sqlite.counts()
+
+    def log(index: Any) -> list[tuple[str, str, str]]:
+        return sorted((c.change_type, c.resource_type.value, c.resource_id)
+                      for c in index.changes(0, 1000))
+
+    assert log(postgres) == log(sqlite)
     postgres.close()
     sqlite.close()

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from backends import matching
-from backends.base import COLUMNS, Level, Query
+from app.dicom.identifiers import orthanc_ids
+from backends import index_sqlite, matching
+from backends.base import COLUMNS, Level, Query, ResourceType
 from backends.index_sqlite import MIGRATIONS, SqliteIndex
+from backends.sql_resources import JOB_COLUMNS
 from tests.contract.index import IndexContract, found
 from tests.contract.records import make_record, single, value
+from tests.contract.resources import V3_RECORDS, check_migrated_v3, claim_all, insert_v3, job
 
 WORKERS, PER_WORKER, SERIES = 4, 50, 5
 
@@ -106,8 +109,82 @@ def test_unchanged_study_and_series_rows_are_not_rewritten(tmp_path: Path) -> No
     before = conn.total_changes
     index.add_instance(make_record("1.2", "1.2.1", "1.2.1.2"))
     # The new instance row, and the patient and storage-usage rows its triggers maintain
-    # (schema v3); the study and series rows are not rewritten.
-    assert conn.total_changes - before == 3
+    # (schema v3) and its change log entry (v4); the study and series rows are not rewritten.
+    assert conn.total_changes - before == 4
     index.add_instance(make_record("1.2", "1.2.1", "1.2.1.3", Modality="MR"))
     assert found(index, Level.SERIES, single("Modality", "MR")) == ["1.2.1"]
     index.close()
+
+
+# -- schema version 4: Orthanc resources, change log, jobs -----------------------------------
+
+
+def _claim_into(index: SqliteIndex, owner: str, path: Path) -> None:
+    """One process claims jobs until none is left; writes what it got, one id a line."""
+    got: list[str] = []
+    claim_all(index, owner, got)
+    path.write_text("".join(f"{job_id}\n" for job_id in got))
+
+
+def test_processes_claim_each_job_once(tmp_path: Path) -> None:
+    index = SqliteIndex(tmp_path / "index.sqlite")
+    for n in range(60):
+        index.add_job(job(f"j{n}", n % 4, float(n)))
+    context = multiprocessing.get_context("fork")
+    outputs = [tmp_path / f"claimed-{w}" for w in range(WORKERS)]
+    workers = [context.Process(target=_claim_into, args=(index, f"w{w}", outputs[w]))
+               for w in range(WORKERS)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=120)
+    assert [process.exitcode for process in workers] == [0] * WORKERS
+    claimed = [line for path in outputs for line in path.read_text().split()]
+    assert sorted(claimed) == sorted(f"j{n}" for n in range(60))
+    assert {j.owner for j in index.jobs()} <= {f"w{w}" for w in range(WORKERS)}
+    index.close()
+
+
+def test_v3_database_migrates_to_v4(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "index.sqlite"
+    monkeypatch.setattr(index_sqlite, "MIGRATIONS", MIGRATIONS[:3])
+    old = SqliteIndex(path)
+    conn = old._connection()
+    for record in V3_RECORDS:
+        insert_v3(lambda sql, params: conn.execute(sql, params).fetchall(), "?", record)
+    old.close()
+    monkeypatch.undo()
+    index = SqliteIndex(path)
+    check_migrated_v3(index)
+    index.close()
+
+
+def test_lookups_by_id_read_indexes(tmp_path: Path) -> None:
+    """Every statement of resource() and resource_instances() searches an index: no table
+    is scanned (on a big archive a scan per lookup would take seconds)."""
+    index = SqliteIndex(tmp_path / "index.sqlite")
+    for n in range(3):
+        index.add_instance(make_record("1", f"1.{n}", f"1.{n}.1", PatientID="X"))
+    conn = index._connection()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    keys = orthanc_ids("X", "1", "1.1", "1.1.1")
+    for type_, key in zip(ResourceType, keys, strict=True):
+        assert index.resource(type_, key) is not None
+        assert index.resource_instances(type_, key)
+    conn.set_trace_callback(None)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) >= 10
+    for sql in selects:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
+    index.close()
+
+
+def test_schema_has_a_column_for_every_job_field(tmp_path: Path) -> None:
+    """Fails when JobRecord gains a field without a migration adding its column."""
+    path = tmp_path / "index.sqlite"
+    SqliteIndex(path).jobs()
+    with sqlite3.connect(path) as conn:
+        names = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    assert set(JOB_COLUMNS) <= names

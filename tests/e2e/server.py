@@ -18,10 +18,15 @@ from tests.s3server import free_port
 class Server:
     """A gunicorn server on a free loopback port with its own data folder."""
 
+    module = "app.cli"  # run as ``python -m``; tests/e2e/jobs_app.py adds test job types
+
     def __init__(self, workdir: Path, *, workers: int = 2, threads: int = 4,
-                 extra: dict[str, object] | None = None, pin_host: bool = False) -> None:
+                 extra: dict[str, object] | None = None, pin_host: bool = False,
+                 port: int | None = None) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        # ``port`` chosen beforehand (free_port()) when the configuration must name it, e.g.
+        # a server listed in its own DicomWeb.Servers.
+        self.port = port or free_port()
         config = {"StorageDirectory": str(workdir / "storage"),
                   "IndexDirectory": str(workdir / "index"), "HttpPort": self.port}
         if pin_host:
@@ -44,7 +49,7 @@ class Server:
 
     def start(self, timeout: float = 30) -> Server:
         log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", *self.args],
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
                                      stdout=log, stderr=subprocess.STDOUT,
                                      cwd=Path(__file__).resolve().parents[2],
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -34,13 +34,15 @@ def test_secrets_are_masked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
                        "ConnectionUri": "postgresql://u:uri-secret@db/orthanc"},
         "AwsS3Storage": {"BucketName": "b", "SecretKey": "s3-secret", "AccessKey": "AKIA"},
         "DicomWeb": {"Servers": {"a": ["http://x/dicom-web/", "user", "srv-secret"],
-                                 "b": {"Url": "http://y/", "Password": "obj-secret"}}},
+                                 "b": {"Url": "http://y/", "Username": "u",
+                                       "Password": "obj-secret",
+                                       "HttpHeaders": {"Authorization": "hdr-secret"}}}},
         "AuthenticationEnabled": True, "RegisteredUsers": {"alice": "plain-secret"},
     }))
     status, out = run(config, capsys)
     assert status == 0, out
     for secret in ("pg-secret", "uri-secret", "s3-secret", "srv-secret", "obj-secret",
-                   "plain-secret"):
+                   "hdr-secret", "plain-secret"):
         assert secret not in out
     assert "postgresql://u:********@db/orthanc" in out and '"user"' in out
     assert '"alice": "********"' in out

@@ -271,3 +271,18 @@ def test_can_transcode() -> None:
     assert can_transcode(ExplicitVRBigEndian, JPEGBaseline8Bit)
     assert native_frame_syntax_ok(ImplicitVRLittleEndian, ExplicitVRLittleEndian)
     assert not native_frame_syntax_ok(ExplicitVRBigEndian, ExplicitVRLittleEndian)
+
+
+def test_pixel_description_with_a_wrong_vr_is_rewritten() -> None:
+    """A damaged file whose PhotometricInterpretation is encoded as DS (found by the HTTP
+    fuzzer): decoding it to ELE writes a new, valid element instead of failing."""
+    original = (DATA / "test_files" / "SC_rgb_jpeg_gdcm.dcm").read_bytes()
+    damaged = original.replace(b"\x28\x00\x04\x00CS", b"\x28\x00\x04\x00DS", 1)
+    assert damaged != original
+    data, used = transcode(io.BytesIO(damaged), ExplicitVRLittleEndian)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    assert used == ExplicitVRLittleEndian
+    assert ds["PhotometricInterpretation"].VR == "CS"
+    assert ds.PhotometricInterpretation == "RGB"
+    expected = pydicom.dcmread(io.BytesIO(original)).pixel_array
+    assert np.abs(ds.pixel_array.astype(int) - expected.astype(int)).max() <= 2
