@@ -11,9 +11,9 @@ import logging
 from flask import Blueprint, Response, json
 
 from app.dicom.identifiers import check_uid
+from app.dicom.store import delete_blobs
 from app.errors import NotFound
 from app.services import services
-from backends.base import BackendUnavailable
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("delete", __name__)
@@ -29,12 +29,7 @@ def _delete(study: str, series: str | None = None, sop: str | None = None) -> Re
     if not removed.instances:
         what = "instance" if sop else "series" if series else "study"
         raise NotFound(f"Accessing an inexistent {what}")
-    for key in removed.storage_keys:
-        try:
-            svc.storage.delete(key)
-        except (OSError, BackendUnavailable):
-            # The index no longer refers to it (the DELETE is done); a sweep can collect it.
-            log.exception("could not delete blob %s", key)
+    delete_blobs(svc.storage, removed.storage_keys)
     return Response(json.dumps({"RemovedInstances": removed.instances}),
                     content_type="application/json")
 

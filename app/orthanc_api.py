@@ -33,7 +33,7 @@ from app.dicom.retrieve import primed
 from app.dicom.search import result_cap
 from app.errors import BadRequest, DicomWebError, NotAcceptable, NotFound, PayloadTooLarge
 from app.services import services
-from backends.base import BackendUnavailable, Resource, ResourceType, StoredInstance
+from backends.base import Resource, ResourceType, StoredInstance
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("orthanc_api", __name__)
@@ -200,12 +200,7 @@ def delete_resource(level: str, id_: str) -> Response:
         removed = svc.index.remove(uids["StudyInstanceUID"], series, sop)
     if not removed.instances:
         raise NotFound(f"Unknown {resource.type.value.lower()}: {id_[:64]} (deleted meanwhile)")
-    for key in removed.storage_keys:
-        try:
-            svc.storage.delete(key)
-        except (OSError, BackendUnavailable):
-            # The index no longer refers to it; `dicomweb-server check` collects it.
-            log.exception("could not delete blob %s", key)
+    store.delete_blobs(svc.storage, removed.storage_keys)
     remaining = next((orthanc_resources.ancestor(t, i) for t, i in chain
                       if svc.index.resource(t, i) is not None), None)
     return _json({"RemainingAncestor": remaining})
@@ -415,22 +410,15 @@ def _window() -> render.Window | None:
 
 
 @blueprint.get(INSTANCE + "/rendered")
+@blueprint.get(INSTANCE + "/preview")
 def instance_rendered(id_: str) -> Response:
     return _rendered(id_, 0, "image/png")
 
 
 @blueprint.get(INSTANCE + "/frames/<int:frame>/rendered")
-def frame_rendered(id_: str, frame: int) -> Response:
-    return _rendered(id_, frame, "image/png")
-
-
-@blueprint.get(INSTANCE + "/preview")
-def instance_preview(id_: str) -> Response:
-    return _rendered(id_, 0, "image/png")
-
-
 @blueprint.get(INSTANCE + "/frames/<int:frame>/preview")
-def frame_preview(id_: str, frame: int) -> Response:
+def frame_rendered(id_: str, frame: int) -> Response:
+    """Orthanc's frames are 0-based here (its REST API), unlike WADO-RS."""
     return _rendered(id_, frame, "image/png")
 
 

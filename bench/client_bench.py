@@ -32,14 +32,9 @@ import argparse
 import io
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +43,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from bench.dicomweb_bench import MemorySampler, file_meta, noise_pool, study_base
-from bench.load import free_port
+from bench.load import free_port, throwaway_server
 from bench.orthanc import OrthancProcess, start_orthanc
 
 PREFIX = "1.2.826.0.1.3680043.10.543.77."
@@ -77,41 +72,6 @@ def make_series(count: int, size: int) -> tuple[str, str, str, list[bytes]]:
         ds.save_as(out, enforce_file_format=True)
         files.append(out.getvalue())
     return patient, study, series, files
-
-
-@contextmanager
-def our_server(workdir: Path, port: int, orthanc_port: int) -> Iterator[tuple[str, int]]:
-    """``dicomweb-server`` (gunicorn defaults) knowing Orthanc as ``orthanc``: (root, pid)."""
-    config = workdir / "config.json"
-    config.write_text(json.dumps({
-        "StorageDirectory": str(workdir / "storage"), "IndexDirectory": str(workdir / "index"),
-        "HttpPort": port,
-        "DicomWeb": {"Servers": {"orthanc": [f"http://127.0.0.1:{orthanc_port}/dicom-web/"]}},
-    }))
-    with open(workdir / "server.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--config", str(config)],
-                                stdout=log, stderr=subprocess.STDOUT,
-                                cwd=Path(__file__).resolve().parents[1])
-    root = f"http://127.0.0.1:{port}/dicom-web"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{root}/studies?limit=1", timeout=5)
-                break
-            except requests.RequestException:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"our server did not start: see {workdir}/server.log") \
-                        from None
-                time.sleep(0.2)
-        yield root, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def timed_retrieve(url: str, body: dict, samplers: list[MemorySampler], count: int,
@@ -146,7 +106,8 @@ def run(opts: argparse.Namespace) -> dict:
         ours_root = f"http://127.0.0.1:{our_port}/dicom-web/"
         with start_orthanc(orthanc_port, Path(work) / "orthanc", extra={
                 "DicomWeb": {"Servers": {"ours": [ours_root]}}}) as orthanc, \
-                our_server(Path(work), our_port, orthanc_port) as (root, pid), \
+                throwaway_server(port=our_port, extra={"DicomWeb": {"Servers": {
+                    "orthanc": [f"http://127.0.0.1:{orthanc_port}/dicom-web/"]}}}) as (root, pid), \
                 MemorySampler(pid) as ours_mem, MemorySampler(orthanc.pid) as orthanc_mem:
             upload(orthanc, files)
             rounds = []

@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -429,15 +430,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def throwaway_server(workers: int | None, threads: int | None) -> Iterator[tuple[str, int]]:
-    """``dicomweb-server`` on filesystem + SQLite in a temporary folder: (root URL, pid)."""
+def throwaway_server(workers: int | None = None, threads: int | None = None, *,
+                     port: int | None = None, extra: dict[str, Any] | None = None,
+                     ) -> Iterator[tuple[str, int]]:
+    """``dicomweb-server`` on filesystem + SQLite in a temporary folder: (root URL, pid).
+    ``extra``: more configuration (e.g. ``DicomWeb.Servers``)."""
     import requests
 
     with tempfile.TemporaryDirectory(prefix="dicomweb-load-") as work:
-        port = free_port()
+        port = port or free_port()
         config = Path(work) / "config.json"
         config.write_text(json.dumps({"StorageDirectory": f"{work}/storage",
-                                      "IndexDirectory": f"{work}/index", "HttpPort": port}))
+                                      "IndexDirectory": f"{work}/index", "HttpPort": port,
+                                      **(extra or {})}))
         args = [sys.executable, "-m", "app.cli", "--config", str(config)]
         args += ["--workers", str(workers)] if workers else []
         args += ["--threads", str(threads)] if threads else []

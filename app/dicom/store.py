@@ -443,3 +443,11 @@ def _delete_quietly(storage: StorageArea, key: str) -> None:
         storage.delete(key)
     except (OSError, BackendUnavailable) as exc:
         log.warning("could not delete unreferenced blob %s: %s", key, exc)
+
+
+def delete_blobs(storage: StorageArea, keys: Iterable[str]) -> None:
+    """Remove the blobs of rows a removal just took out of the index (DELETE, Orthanc's
+    REST API): the removal is done whatever happens here; a blob that cannot be deleted
+    is left to ``dicomweb-server check``."""
+    for key in keys:
+        _delete_quietly(storage, key)

@@ -23,6 +23,7 @@ import requests
 from backends.base import JobState
 from backends.index_sqlite import SqliteIndex
 from tests.e2e.server import Server
+from tests.e2e.test_crash import kill_everything
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -138,17 +139,6 @@ def test_synchronous_job_answers_its_final_state(server: JobsServer) -> None:
     assert job["Content"]["Pid"] == int(answer.headers["X-Worker-Pid"])  # ran in the request
     for _ in range(6):
         assert get_job(server, job["ID"])[0]["State"] == "Success"
-
-
-def kill_everything(server: Server) -> None:
-    """SIGKILL the master first (it would start new workers), then every worker."""
-    assert server.proc is not None
-    master = psutil.Process(server.proc.pid)
-    tree = [master, *master.children(recursive=True)]
-    for proc in tree:
-        proc.kill()
-    psutil.wait_procs(tree, timeout=10)
-    server.proc.wait(timeout=10)
 
 
 def test_jobs_survive_a_killed_server(server: JobsServer) -> None:

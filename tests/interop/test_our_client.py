@@ -10,6 +10,7 @@ that refuses (wrong password) or is down gives a clear JSON error; a wrong metho
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from typing import Any
 
@@ -253,3 +254,72 @@ def _strings(value: Any) -> set[str]:
     return set()
 
 
+
+
+def _our_jobs(interop: Interop, job_id: str, action: str = "") -> requests.Response:
+    root = interop.ours.root.rsplit("/dicom-web", 1)[0]
+    if action:
+        return interop.http.post(f"{root}/jobs/{job_id}/{action}", timeout=30)
+    return interop.http.get(f"{root}/jobs/{job_id}", timeout=30)
+
+
+def _wait_state(interop: Interop, job_id: str, states: tuple[str, ...]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        job = _our_jobs(interop, job_id).json()
+        if job["State"] in states or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def test_stow_job_to_orthanc_paused_resumed_cancelled_resubmitted(interop: Interop) -> None:
+    """Job operations on a STOW job whose remote is Orthanc: paused mid-way (Debug: 0.1 s
+    per instance) it stops with part of the series on Orthanc; resumed it sends the rest;
+    cancelled it fails with Orthanc's CanceledJob; resubmitted it sends everything."""
+    instances = generated_series(12)
+    interop.stow_to_ours(instances)
+    body = {"Resources": [instances[0].ids[2]], "Asynchronous": True, "Debug": True}
+    job_id = interop.our_client("orthanc", "stow", body).json()["ID"]
+    _wait_state(interop, job_id, ("Running",))
+    time.sleep(0.3)
+    assert _our_jobs(interop, job_id, "pause").status_code == 200
+    paused = _wait_state(interop, job_id, ("Paused", "Success"))
+    assert paused["State"] == "Paused", paused
+    on_orthanc = sum(interop.orthanc_file(i).status_code == 200 for i in instances)
+    assert 0 < on_orthanc < len(instances)
+    assert _our_jobs(interop, job_id, "resume").status_code == 200
+    done = _wait_state(interop, job_id, ("Success", "Failure"))
+    assert done["State"] == "Success", done
+    assert done["Content"]["InstancesCount"] == str(len(instances))
+    assert all(interop.orthanc_file(i).content == i.data for i in instances)
+
+    again = generated_series(12)
+    interop.stow_to_ours(again)
+    job_id = interop.our_client("orthanc", "stow", {**body, "Resources": [again[0].ids[2]]}
+                                ).json()["ID"]
+    _wait_state(interop, job_id, ("Running",))
+    assert _our_jobs(interop, job_id, "cancel").status_code == 200
+    cancelled = _wait_state(interop, job_id, ("Failure", "Success"))
+    assert cancelled["State"] == "Failure" and cancelled["ErrorDescription"], cancelled
+    assert _our_jobs(interop, job_id, "resubmit").status_code == 200
+    done = _wait_state(interop, job_id, ("Success", "Failure"))
+    assert done["State"] == "Success", done
+    assert all(interop.orthanc_file(i).content == i.data for i in again)
+
+
+def test_retrieve_job_from_orthanc_cancelled_then_resubmitted(interop: Interop) -> None:
+    """A retrieve job (not pausable, as Orthanc's) from Orthanc: cancelled while it runs
+    (Debug: 50 ms per part) it fails; resubmitted it stores every instance."""
+    instances = generated_series(20)
+    interop.upload_to_orthanc(instances)
+    body = {"Resources": [{"Study": instances[0].study}], "Asynchronous": True, "Debug": True}
+    job_id = interop.our_client("orthanc", "retrieve", body).json()["ID"]
+    _wait_state(interop, job_id, ("Running",))
+    assert _our_jobs(interop, job_id, "cancel").status_code == 200
+    cancelled = _wait_state(interop, job_id, ("Failure", "Success"))
+    assert cancelled["State"] == "Failure", cancelled
+    assert _our_jobs(interop, job_id, "resubmit").status_code == 200
+    done = _wait_state(interop, job_id, ("Success", "Failure"))
+    assert done["State"] == "Success", done
+    assert done["Content"]["ReceivedInstancesCount"] == str(len(instances))
+    assert all(single_part(interop.our_file(i)) == i.data for i in instances)
