@@ -7,6 +7,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["app", "app.*", "backends", "backends.*"]),
     py_modules=["wsgi"],
+    # The web pages (app/web/: HTML, CSS, JavaScript) ship inside the package.
+    package_data={"app": ["web/*/*.html", "web/*/*.js", "web/*/*.css", "web/*/*.svg",
+                          "web/*/*.txt"]},
     install_requires=[
         "flask>=3.0",
         "gunicorn>=22",
@@ -32,6 +35,8 @@ setup(
             "psutil>=5.9",
             "ruff>=0.5",
             "moto[server]>=5.0",
+            # Browser tests drive Debian's chromium (never a downloaded browser).
+            "playwright>=1.45",
         ],
     },
     entry_points={"console_scripts": ["dicomweb-server=app.cli:main"]},

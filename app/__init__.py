@@ -120,6 +120,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
         stow_rs,
         wado_rs,
         wado_uri,
+        web,
     )
 
     dicomweb = settings.DicomWeb
@@ -128,12 +129,13 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
         for module in (qido_rs, wado_rs, stow_rs, delete, dicomweb_client):
             app.register_blueprint(module.blueprint, url_prefix=prefix)
         app.register_blueprint(orthanc_api.info_blueprint, url_prefix=prefix)  # {root}info
+        app.register_blueprint(web.client_blueprint, url_prefix=prefix)  # {root}app/client/
         if settings.ReadOnly:
             _refuse_writes(app, (stow_rs.blueprint.name, delete.blueprint.name))
     if dicomweb.EnableWado:
         app.register_blueprint(wado_uri.blueprint, url_prefix=dicomweb.wado_root)
     # Orthanc's own REST API lives at the server root, beside {root} (reference §1.3).
-    for module in (orthanc_api, jobs_api):
+    for module in (orthanc_api, jobs_api, web):
         app.register_blueprint(module.blueprint)
     if settings.ReadOnly:
         _refuse_writes(app, orthanc_api.WRITE_ENDPOINTS)

@@ -25,7 +25,8 @@ USERS = {"admin": "admin pw", "reader": "reader pw", "writer": "writer pw",
 ROLES = {"admin": "admin", "reader": "read-only", "writer": "read-write"}
 # Every blueprint create_app registers, plus Flask's static route: the walk must meet them.
 EXPECTED_ENDPOINT_GROUPS = {"qido_rs", "wado_rs", "stow_rs", "delete", "wado_uri", "static",
-                            "dicomweb_client", "jobs_api", "orthanc_api", "orthanc_info"}
+                            "dicomweb_client", "jobs_api", "orthanc_api", "orthanc_info", "web",
+                            "web_client"}
 
 
 def auth(user: str, password: str) -> dict[str, str]:
