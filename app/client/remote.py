@@ -43,6 +43,7 @@ BAD_REQUEST, NETWORK_PROTOCOL, TIMEOUT, UNKNOWN_RESOURCE, UNAUTHORIZED = 8, 9, 1
 _CODES = {400: BAD_REQUEST, 401: UNAUTHORIZED, 404: UNKNOWN_RESOURCE, 504: TIMEOUT}
 _ERROR_EXCERPT = 4096  # bytes of a remote error body read to explain it
 _CREDENTIALS_IN_URL = re.compile(r"(://)[^/@\s]+@")
+_QUERY_SAFE = "*?,"  # QIDO's wildcards and list separator, left unencoded (build_uri)
 
 
 def orthanc_code(error: DicomWebError) -> int:
@@ -72,11 +73,15 @@ class HttpOptions:
 def build_uri(uri: str, arguments: Mapping[str, str] | None = None) -> str:
     """``uri`` plus its GET arguments, keys sorted, keys and values URI-encoded, an empty
     value giving a bare key (Orthanc ``DicomWebServers::UriEncode``). Arguments belong in
-    their own field: a ``?`` in ``uri`` is refused."""
+    their own field: a ``?`` in ``uri`` is refused.
+
+    ``*``, ``?`` and ``,`` stay as they are (RFC 3986 allows them in a query): they are
+    QIDO's wildcards and list separator (PS3.18 §8.3.4), and some servers (Orthanc 1.10)
+    do not decode ``%2A`` or ``%2C``, which made wildcard and list lookups match nothing."""
     if "?" in uri:
         raise BadRequest("The GET arguments must be provided in a separate field (explicit "
                          f"\"?\" is disallowed): {uri[:200]}")
-    pairs = [quote(k, safe="") + ("=" + quote(v, safe="") if v else "")
+    pairs = [quote(k, safe=_QUERY_SAFE) + ("=" + quote(v, safe=_QUERY_SAFE) if v else "")
              for k, v in sorted((arguments or {}).items())]
     return uri + ("?" + "&".join(pairs) if pairs else "")
 

@@ -69,8 +69,9 @@ class Site:
 
     @property
     def base(self) -> str:
-        """The server root URL of ``local`` (its browser page), with a trailing slash."""
-        return self.local.root.rsplit("/dicom-web", 1)[0] + "/"
+        """The server root URL of ``local`` (its browser page), with a trailing slash (from
+        the port: ``local.root`` may be under another DicomWeb Root)."""
+        return f"http://127.0.0.1:{self.local.port}/"
 
     def get(self, server: Server, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(server.root + path, auth=self.credentials, timeout=30, **kwargs)
@@ -92,6 +93,9 @@ def start_site(workdir: Path, local_extra: dict[str, Any] | None = None,
         else:
             extra[key] = value
     local = Server(workdir / "local", workers=2, threads=4, extra=extra)
+    if extra["DicomWeb"].get("Root"):
+        # Server assumes /dicom-web; its start-up poll takes any answer (a 401 too) as "up".
+        local.root = f"http://127.0.0.1:{local.port}/{extra['DicomWeb']['Root'].strip('/')}"
     try:
         local.start()
     except BaseException:

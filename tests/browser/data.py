@@ -61,9 +61,17 @@ class Study:
 
 def stow(server: Server, study: Study, credentials: tuple[str, str] | None = None) -> Study:
     """Store every file of ``study`` on ``server`` with one STOW-RS request."""
+    stow_files(server, [data for files in study.series.values() for _, data in files],
+               credentials)
+    return study
+
+
+def stow_files(server: Server, files: list[bytes],
+               credentials: tuple[str, str] | None = None) -> None:
+    """Store DICOM files on ``server`` with one STOW-RS request."""
     boundary = uuid.uuid4().hex
     parts = [f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + b"\r\n"
-             for files in study.series.values() for _, data in files]
+             for data in files]
     answer = requests.post(
         server.root + "/studies", data=b"".join(parts) + f"--{boundary}--".encode(),
         headers={"Content-Type": f'multipart/related; type="application/dicom"; '
@@ -71,4 +79,3 @@ def stow(server: Server, study: Study, credentials: tuple[str, str] | None = Non
                  "Accept": "application/dicom+json"},
         auth=credentials, timeout=60)
     assert answer.status_code == 200, answer.text
-    return study

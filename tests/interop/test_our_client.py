@@ -323,3 +323,24 @@ def test_retrieve_job_from_orthanc_cancelled_then_resubmitted(interop: Interop) 
     assert done["State"] == "Success", done
     assert done["Content"]["ReceivedInstancesCount"] == str(len(instances))
     assert all(single_part(interop.our_file(i)) == i.data for i in instances)
+
+
+def test_wildcard_and_list_lookups_on_orthanc(interop: Interop) -> None:
+    """``*`` and ``,`` reach Orthanc unencoded: Orthanc 1.10 decodes neither ``%2A`` nor
+    ``%2C``, and its own client's wildcard lookups find nothing."""
+    first, second = bundled_study(("CT_small.dcm",)), bundled_study(("MR_small_RLE.dcm",))
+    interop.upload_to_orthanc(first + second)
+    patient = first[0].patient_id
+    wildcard = {"Uri": "/studies", "Arguments": {"PatientID": patient[:-3] + "*"}}
+    ours = interop.our_client("orthanc", "qido", wildcard)
+    assert ours.status_code == 200, ours.text
+    assert [s["0020000D"]["Value"] for s in ours.json()
+            if s["00100020"]["Value"] == patient] == [first[0].study]
+    theirs = interop.orthanc_client("self", "qido", wildcard)
+    assert theirs.status_code == 200 and theirs.json() == []  # Orthanc's client: %2A
+    uids = f"{first[0].study},{second[0].study}"
+    listed = interop.our_client("orthanc", "qido", {"Uri": "/studies",
+                                                    "Arguments": {"StudyInstanceUID": uids}})
+    assert listed.status_code == 200, listed.text
+    assert sorted(s["0020000D"]["Value"] for s in listed.json()) == \
+        sorted([first[0].study, second[0].study])

@@ -20,6 +20,9 @@ def test_build_uri() -> None:
     assert build_uri("/studies") == "/studies"
     assert build_uri("/studies", {"b": "2", "a": "x y/z", "c": ""}) == "/studies?a=x%20y%2Fz&b=2&c"
     assert build_uri("/s", {"é": "ü~-_."}) == "/s?%C3%A9=%C3%BC~-_."
+    # QIDO wildcards and list separators travel as they are (Orthanc 1.10 decodes neither).
+    assert build_uri("/studies", {"PatientName": "DO?^J*", "includefield": "00081030,00200010"}
+                     ) == "/studies?PatientName=DO?%5EJ*&includefield=00081030,00200010"
     with pytest.raises(BadRequest, match="explicit"):
         build_uri("/studies?a=1")
 
