@@ -8,8 +8,7 @@ setup(
     packages=find_packages(include=["app", "app.*", "backends", "backends.*"]),
     py_modules=["wsgi"],
     # The web pages (app/web/: HTML, CSS, JavaScript) ship inside the package.
-    package_data={"app": ["web/*/*.html", "web/*/*.js", "web/*/*.css", "web/*/*.svg",
-                          "web/*/*.txt"]},
+    package_data={"app": ["web/*/*"]},
     install_requires=[
         "flask>=3.0",
         "gunicorn>=22",
