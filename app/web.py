@@ -11,6 +11,7 @@ the browser asks for credentials once and sends them with every request of the p
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
@@ -24,41 +25,20 @@ WEB = Path(__file__).parent / "web"
 CACHE_SECONDS = 60  # short: a new release's pages are picked up within a minute
 
 
-def _send(folder: str, name: str) -> Response:
-    return send_from_directory(WEB / folder, name, max_age=CACHE_SECONDS)
-
-
 @blueprint.get("/")
 def local_browser() -> Response:
     """The local study browser, told where the DICOMweb root is (relative to ``/``)."""
     page = (WEB / "browser" / "index.html").read_text(encoding="utf-8")
     root = services().settings.DicomWeb.root.lstrip("/")
-    page = page.replace("{{DICOMWEB_ROOT}}", _attribute(root))
+    page = page.replace("{{DICOMWEB_ROOT}}", html.escape(root, quote=True))
     return Response(page, content_type="text/html; charset=utf-8",
                     headers={"Cache-Control": f"max-age={CACHE_SECONDS}"})
 
 
-@blueprint.get("/app/browser/<path:name>")
-def browser_asset(name: str) -> Response:
-    return _send("browser", name)
+@blueprint.get("/app/<any(browser, common):folder>/<path:name>")
+@client_blueprint.get("/app/<any(client, common):folder>/<path:name>")
+def asset(folder: str, name: str) -> Response:
+    """A page's own files and the shared ones (``send_from_directory`` refuses paths that
+    leave the folder)."""
+    return send_from_directory(WEB / folder, name, max_age=CACHE_SECONDS)
 
-
-@blueprint.get("/app/common/<path:name>")
-def common_asset(name: str) -> Response:
-    return _send("common", name)
-
-
-@client_blueprint.get("/app/client/<path:name>")
-def client_asset(name: str) -> Response:
-    return _send("client", name)
-
-
-@client_blueprint.get("/app/common/<path:name>")
-def client_common_asset(name: str) -> Response:
-    return _send("common", name)
-
-
-def _attribute(text: str) -> str:
-    """Safe inside a double-quoted HTML attribute (the Root comes from the configuration)."""
-    return (text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
-            .replace(">", "&gt;"))
