@@ -175,6 +175,11 @@ def check_tls(settings: Any) -> None:
         why = ("the private key does not match the certificate"
                if "KEY_VALUES_MISMATCH" in str(exc) else str(exc))
         raise ConfigurationError(f"SslCertificate {path}: not usable for TLS: {why}") from None
+    try:
+        context.set_ciphers(":".join(settings.SslCiphersAccepted or FIPS_CIPHERS))
+    except ssl.SSLError:
+        raise ConfigurationError("SslCiphersAccepted: none of the cipher suites is known to "
+                                 f"OpenSSL: {settings.SslCiphersAccepted}") from None
     if not settings.SslVerifyPeers:
         return
     trusted = settings.SslTrustedClientCertificates
@@ -198,13 +203,41 @@ def _read_pem(path: str, key: str) -> str:
         raise ConfigurationError(f"{key} {path}: cannot be read ({exc.strerror})") from None
 
 
+# Orthanc's default SslCiphersAccepted (FIPS 140-2 suites, OrthancServer/Sources/main.cpp).
+FIPS_CIPHERS = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES256-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-SHA384",
+    "ECDHE-RSA-AES128-SHA256", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA",
+    "DHE-RSA-AES256-SHA", "DHE-RSA-AES128-SHA", "AES256-SHA", "AES128-SHA",
+)
+# SslMinimumProtocolVersion (civetweb's ssl_protocol_version) → the oldest version accepted.
+# 0 and 1 also allowed SSL 2 and 3, which Python's ssl module no longer speaks: TLS 1.0.
+MINIMUM_VERSIONS = {0: ssl.TLSVersion.TLSv1, 1: ssl.TLSVersion.TLSv1, 2: ssl.TLSVersion.TLSv1,
+                    3: ssl.TLSVersion.TLSv1_1, 4: ssl.TLSVersion.TLSv1_2,
+                    5: ssl.TLSVersion.TLSv1_3}
+
+
 def tls_options(settings: Any) -> dict[str, Any]:
     """gunicorn's TLS settings (after :func:`check_tls`)."""
     if not settings.SslEnabled:
         return {}
     options: dict[str, Any] = {"certfile": settings.SslCertificate,
-                               "keyfile": settings.SslCertificate}
+                               "keyfile": settings.SslCertificate,
+                               "ciphers": ":".join(settings.SslCiphersAccepted or FIPS_CIPHERS),
+                               "ssl_context": _minimum_version(settings.SslMinimumProtocolVersion)}
     if settings.SslVerifyPeers:
         options["cert_reqs"] = ssl.CERT_REQUIRED
         options["ca_certs"] = settings.SslTrustedClientCertificates
     return options
+
+
+def _minimum_version(level: int) -> Any:
+    """gunicorn's ``ssl_context`` hook: its default context (certificate, ciphers, client
+    certificates) with the oldest protocol version ``SslMinimumProtocolVersion`` allows."""
+
+    def ssl_context(_config: Any, default_factory: Any) -> ssl.SSLContext:
+        context: ssl.SSLContext = default_factory()
+        context.minimum_version = MINIMUM_VERSIONS[level]
+        return context
+
+    return ssl_context

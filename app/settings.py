@@ -108,6 +108,18 @@ class _Integer(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class _ProtocolVersion(fields.Integer):
+    """``SslMinimumProtocolVersion``: 0-5 (civetweb's ``ssl_protocol_version``), an integer
+    or, as Orthanc 1.8 configurations wrote it, a string of one digit."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 5:
+            raise ValidationError(f"expected an integer from 0 to 5, got {_given(value)}.")
+        return value
+
+
 class _String(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
@@ -301,6 +313,10 @@ class SettingsSchema(Schema):
     SslCertificate = _String(load_default="certificate.pem")
     SslVerifyPeers = _Boolean(load_default=False)
     SslTrustedClientCertificates = _String(load_default="")
+    # Orthanc ≥ 1.8.2: the oldest protocol accepted (4: TLS 1.2) and the TLS ≤ 1.2 cipher
+    # suites (OpenSSL names; unset: Orthanc's FIPS 140-2 list).
+    SslMinimumProtocolVersion = _ProtocolVersion(load_default=4)
+    SslCiphersAccepted = fields.List(_String(), load_default=None, allow_none=True)
     # Ours: a role per user ("read-only", "read-write", "admin"); users not listed are
     # "read-write" (Orthanc has no roles: every registered user may do everything but
     # what the admin role guards here).
@@ -485,6 +501,8 @@ class Settings:
     SslCertificate: str = "certificate.pem"
     SslVerifyPeers: bool = False
     SslTrustedClientCertificates: str = ""
+    SslMinimumProtocolVersion: int = 4
+    SslCiphersAccepted: list[str] | None = None
     UserRoles: dict[str, str] = field(default_factory=dict)
     Cors: Cors = field(default_factory=Cors)
     Limits: Limits = field(default_factory=Limits)

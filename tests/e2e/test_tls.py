@@ -4,6 +4,8 @@ SslTrustedClientCertificates), with certificates made by the ``openssl`` command
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -151,3 +153,69 @@ def test_a_key_missing_from_the_certificate_file_stops_start_up(
     assert done.returncode == 2
     assert f"SslCertificate {server_cert.certificate} holds no private key" in done.stderr
     assert not (tmp_path / "storage").exists()  # stopped before anything was built
+
+
+def test_unknown_cipher_suites_stop_start_up(tmp_path: Path, server_cert: Issued) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"SslEnabled": True,
+                                  "SslCertificate": str(server_cert.combined),
+                                  "SslCiphersAccepted": ["NO-SUCH-CIPHER"],
+                                  "StorageDirectory": str(tmp_path / "storage")}))
+    done = subprocess.run([sys.executable, "-m", "app.cli", "--config", str(config)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "SslCiphersAccepted: none of the cipher suites is known" in done.stderr
+
+
+def handshake(server: TlsServer, *, maximum: ssl.TLSVersion,
+              ciphers: str | None = None) -> tuple[str, str]:
+    """TLS version and cipher suite a client limited to ``maximum`` (and ``ciphers``)
+    negotiates with the server; ``ssl.SSLError`` if the server refuses."""
+    context = ssl.create_default_context(cafile=server.ca)
+    context.maximum_version = maximum
+    if ciphers:
+        context.set_ciphers(ciphers)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        version, cipher = tls.version(), tls.cipher()
+        assert version is not None and cipher is not None
+        return version, cipher[0]
+
+
+@pytest.fixture(scope="module")
+def tls13_only(tmp_path_factory: pytest.TempPathFactory, ca: Authority,
+               server_cert: Issued) -> Iterator[TlsServer]:
+    srv = TlsServer(tmp_path_factory.mktemp("tls13"), ca,
+                    {"SslEnabled": True, "SslCertificate": str(server_cert.combined),
+                     "SslMinimumProtocolVersion": 5}).start()
+    yield srv
+    srv.stop()
+
+
+def test_minimum_protocol_version(https: TlsServer, tls13_only: TlsServer) -> None:
+    """SslMinimumProtocolVersion: 4 (the default) accepts TLS 1.2, 5 only TLS 1.3."""
+    assert handshake(https, maximum=ssl.TLSVersion.TLSv1_2)[0] == "TLSv1.2"
+    assert handshake(tls13_only, maximum=ssl.TLSVersion.TLSv1_3)[0] == "TLSv1.3"
+    with pytest.raises(ssl.SSLError):
+        handshake(tls13_only, maximum=ssl.TLSVersion.TLSv1_2)
+
+
+def test_ciphers_accepted(https: TlsServer, tmp_path: Path, ca: Authority,
+                          server_cert: Issued) -> None:
+    """SslCiphersAccepted (TLS ≤ 1.2 suites): the default is Orthanc's FIPS 140-2 list,
+    which has no ChaCha20; a configured list accepts only its own suites."""
+    tls12 = ssl.TLSVersion.TLSv1_2
+    assert handshake(https, maximum=tls12, ciphers="ECDHE-ECDSA-AES256-GCM-SHA384") == \
+        ("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384")
+    with pytest.raises(ssl.SSLError):
+        handshake(https, maximum=tls12, ciphers="ECDHE-ECDSA-CHACHA20-POLY1305")
+    only = TlsServer(tmp_path, ca, {"SslEnabled": True,
+                                    "SslCertificate": str(server_cert.combined),
+                                    "SslCiphersAccepted": ["ECDHE-ECDSA-AES128-GCM-SHA256"]})
+    only.start()
+    try:
+        assert handshake(only, maximum=tls12)[1] == "ECDHE-ECDSA-AES128-GCM-SHA256"
+        with pytest.raises(ssl.SSLError):
+            handshake(only, maximum=tls12, ciphers="ECDHE-ECDSA-AES256-GCM-SHA384")
+    finally:
+        only.stop()

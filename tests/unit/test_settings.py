@@ -327,6 +327,11 @@ def test_unknown_key_in_a_section_gets_a_suggestion(tmp_path: Path) -> None:
     ({"ReadOnly": "yes"}, 'ReadOnly: expected true or false, got "yes" (a string)'),
     ({"Name": 3}, "Name: expected a string, got 3 (an integer)"),
     ({"DicomWeb": {"Enable": 1}}, "DicomWeb.Enable: expected true or false, got 1 (an integer)"),
+    ({"SslMinimumProtocolVersion": 6}, "SslMinimumProtocolVersion: expected an integer from 0 "
+                                       "to 5, got 6"),
+    ({"SslMinimumProtocolVersion": "TLS1.2"}, "SslMinimumProtocolVersion: expected an integer "
+                                              'from 0 to 5, got "TLS1.2"'),
+    ({"SslCiphersAccepted": "AES128-SHA"}, "SslCiphersAccepted: Not a valid list."),
 ])
 def test_wrong_types_name_the_expected_type(data: dict, expected: str) -> None:
     with pytest.raises(ConfigurationError) as info:
@@ -628,3 +633,11 @@ def test_extrapolated_tags_may_name_the_configurations_own_dictionary() -> None:
     assert settings.DicomWeb.SeriesMetadataExtrapolatedTags == ["MyPrivateThing"]
     with pytest.raises(ConfigurationError, match="NotDefinedAnywhere"):
         parse_settings({"DicomWeb": {"SeriesMetadataExtrapolatedTags": ["NotDefinedAnywhere"]}})
+
+
+def test_ssl_minimum_protocol_version_as_orthanc_wrote_it() -> None:
+    """Orthanc 1.8 configurations wrote the version as a string of one digit."""
+    assert parse_settings({"SslMinimumProtocolVersion": "3"}, "c").SslMinimumProtocolVersion == 3
+    assert parse_settings({}, "c").SslMinimumProtocolVersion == 4
+    assert parse_settings({}, "c").SslCiphersAccepted is None
+
