@@ -64,12 +64,13 @@ def configure_dicom(settings: Settings) -> None:
     """Process-wide DICOM knowledge from the configuration, before anything is ingested or
     parsed: Orthanc's Dictionary (tags, VRs, keywords, private creators), then
     ExtraMainDicomTags (which may name keywords the Dictionary defines)."""
-    from app.dicom import dictionary
+    from app.dicom import dictionary, ingest
     from app.dicom.levels import configure_extra_tags
 
     dictionary.configure(settings.Dictionary, settings.DefaultPrivateCreator,
                          settings.LoadPrivateDictionary, settings.DefaultEncoding)
     configure_extra_tags(settings.ExtraMainDicomTags)
+    ingest.configure(settings.Limits.MaximumInstanceElements)
 
 
 def build_storage(settings: Settings) -> StorageArea:

@@ -18,11 +18,19 @@ import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from importlib import metadata
-from typing import Any
+from typing import Any, BinaryIO
 
 from flask import Blueprint, Response, json, request
 
-from app.dicom import orthanc_find, orthanc_resources, orthanc_tags, render, rendered, store
+from app.dicom import (
+    archive,
+    orthanc_find,
+    orthanc_resources,
+    orthanc_tags,
+    render,
+    rendered,
+    store,
+)
 from app.dicom.bulkdata import read_chunks
 from app.dicom.frame_source import FrameSource
 from app.dicom.ingest import read_instance
@@ -239,41 +247,86 @@ def _body_chunks(limit: int) -> Iterator[bytes]:
 
 @blueprint.post("/instances")
 def upload() -> Response:
-    """Store one DICOM file sent as the body, through STOW's path and storage policy
-    (OverwriteInstances, MaximumStorageSize / MaximumPatientCount). Answers
-    ``{ID, ParentPatient, ParentSeries, ParentStudy, Path, Status}``, Status
-    ``Success`` or ``AlreadyStored`` (kept as first stored, OverwriteInstances false)."""
+    """Store one DICOM file sent as the body, or every DICOM file of a ZIP archive (Orthanc
+    1.8.2+), through STOW's path and storage policy (OverwriteInstances,
+    MaximumStorageSize / MaximumPatientCount). One file answers
+    ``{ID, ParentPatient, ParentSeries, ParentStudy, Path, Status}``, Status ``Success`` or
+    ``AlreadyStored`` (kept as first stored, OverwriteInstances false); an archive answers
+    an array of them, one per stored member (:func:`_upload_archive`)."""
+    settings = services().settings
+    outcome = store.StowOutcome(base_url="")
+    with store.spool(_body_chunks(settings.Limits.MaximumRequestSize * store.MIB)) as (f, size):
+        head = f.read(4)
+        f.seek(0)
+        if not size:
+            raise BadRequest("The request body is empty: send a DICOM file or a ZIP archive")
+        if archive.is_zip(head):
+            return _json(_upload_archive(f, size))
+        _store(f, size, outcome)
+    if outcome.failed:
+        _raise_failure(outcome)
+    _sop_class, sop, _study, _series, warning = outcome.stored[0]
+    return _json(_upload_answer(sop, "AlreadyStored" if warning else "Success"))
+
+
+def _store(f: BinaryIO, size: int, outcome: store.StowOutcome) -> None:
     svc = services()
     settings = svc.settings
     policy = store.StoragePolicy.from_orthanc(
         settings.OverwriteInstances, settings.MaximumStorageSize,
         settings.MaximumPatientCount, settings.MaximumStorageMode)
+    store.store_one(f, size, outcome, storage=svc.storage, index=svc.index, study_uid=None,
+                    binary_mode=settings.DicomWeb.OtherBinaryMode, policy=policy)
+
+
+def _upload_archive(f: BinaryIO, size: int) -> list[dict[str, Any]]:
+    """Store the archive's members one at a time (each spooled alone), as Orthanc's
+    UploadDicomFile does: folders and empty members skipped, a member that is no storable
+    DICOM file (not DICOM, a DICOMDIR, UIDs missing) skipped with a log line. A storage
+    refusal stops there (507, or 500), the members before it staying stored, as in Orthanc.
+
+    The central directory is checked first (``archive.check_members``): a member larger
+    than ``Limits.MaximumRequestSize`` (what one upload may be), more entries than
+    ``MaximumArchiveMembers``, more bytes than ``MaximumArchiveSize``, an encrypted member
+    or a zip bomb's signs refuse the whole archive before anything is stored."""
+    limits = services().settings.Limits
+    bounds = archive.ArchiveLimits(max_members=limits.MaximumArchiveMembers,
+                                   max_member_size=limits.MaximumRequestSize * store.MIB,
+                                   max_total_size=limits.MaximumArchiveSize * store.MIB)
+    # One outcome for the whole archive: its patients are protected from recycling.
     outcome = store.StowOutcome(base_url="")
-    with store.spool(_body_chunks(settings.Limits.MaximumRequestSize * store.MIB)) as (f, size):
-        magic = f.read(4)
-        f.seek(0)
-        if not size:
-            raise BadRequest("The request body is empty: send one DICOM file")
-        if magic == b"PK\x03\x04":
-            raise BadRequest("ZIP archives are not accepted: send one DICOM file per request")
-        store.store_one(f, size, outcome, storage=svc.storage, index=svc.index,
-                        study_uid=None, binary_mode=settings.DicomWeb.OtherBinaryMode,
-                        policy=policy)
-    if outcome.failed:
-        _raise_failure(outcome.failed[0][2])
-    _sop_class, sop, _study, _series, warning = outcome.stored[0]
-    return _json(_upload_answer(sop, "AlreadyStored" if warning else "Success"))
+    answers = []
+    with archive.Archive(f, size, bounds) as zipped:
+        for info in zipped.members:
+            failed = len(outcome.failed)
+            with store.spool(zipped.chunks(info)) as (member, member_size):
+                _store(member, member_size, outcome)
+            if len(outcome.failed) == failed:
+                _sop_class, sop, _study, _series, warning = outcome.stored[-1]
+                answers.append(_upload_answer(sop, "AlreadyStored" if warning else "Success"))
+            elif outcome.failed[-1][2] == store.CANNOT_UNDERSTAND:
+                log.info("ZIP member %r skipped: not a DICOM file that can be stored",
+                         info.filename[:200])
+            else:
+                _raise_failure(outcome, f" (ZIP member {info.filename[:200]!r}; "
+                                        f"{len(answers)} member(s) before it were stored)")
+    return answers
 
 
-def _raise_failure(reason: int) -> None:
+def _raise_failure(outcome: store.StowOutcome, where: str = "") -> None:
+    """The error of the last failed instance of ``outcome``."""
+    reason = outcome.failed[-1][2]
+    if reason == store.OUT_OF_RESOURCES and outcome.limit_warnings:
+        # An ingest limit (Limits.MaximumInstanceElements), not a full storage.
+        raise BadRequest(outcome.limit_warnings[-1] + where)
     if reason == store.CANNOT_UNDERSTAND:
         raise BadRequest("The body is not a DICOM file that can be stored (unparseable, or "
                          "without valid SOPClassUID, SOPInstanceUID, StudyInstanceUID and "
                          "SeriesInstanceUID)")
     if reason == store.OUT_OF_RESOURCES:
         raise InsufficientStorage("The storage is full (MaximumStorageSize or "
-                                  "MaximumPatientCount with MaximumStorageMode Reject)")
-    raise DicomWebError("The instance could not be stored")
+                                  f"MaximumPatientCount with MaximumStorageMode Reject){where}")
+    raise DicomWebError(f"The instance could not be stored{where}")
 
 
 def _upload_answer(sop: str, status: str) -> dict[str, Any]:

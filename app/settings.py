@@ -272,6 +272,11 @@ class LimitsSchema(_Strict):
     MaximumStowInstances = _Integer(load_default=0, validate=validate.Range(min=0))
     MaximumHeaderSize = _Integer(load_default=8190, validate=validate.Range(min=256))  # bytes
     MaximumHeaderCount = _Integer(load_default=100, validate=validate.Range(min=10))
+    # Data elements + sequence items of one stored instance (hostile files: 0xA700).
+    MaximumInstanceElements = _Integer(load_default=1_000_000, validate=validate.Range(min=0))
+    # ZIP archives of POST /instances: entries, and uncompressed MiB in all (zip bombs).
+    MaximumArchiveMembers = _Integer(load_default=100_000, validate=validate.Range(min=0))
+    MaximumArchiveSize = _Integer(load_default=0, validate=validate.Range(min=0))  # MiB
 
 
 class SettingsSchema(Schema):
@@ -372,6 +377,9 @@ class Limits:
     MaximumStowInstances: int = 0
     MaximumHeaderSize: int = 8190
     MaximumHeaderCount: int = 100
+    MaximumInstanceElements: int = 1_000_000
+    MaximumArchiveMembers: int = 100_000
+    MaximumArchiveSize: int = 0
 
 
 @dataclass(frozen=True)

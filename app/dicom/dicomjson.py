@@ -63,6 +63,15 @@ _FLOAT_VRS = frozenset({"DS", "FL", "FD"})
 _KNOWN_VRS = frozenset(str(vr.value) for vr in VR) - AMBIGUOUS_VR
 
 
+class TooManyElements(Exception):
+    """An instance with more data elements and sequence items than ingest takes
+    (``Limits.MaximumInstanceElements``); raised while parsing, never swallowed here."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit:,} data elements and sequence items")
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class JsonOptions:
     """How binary values are written: ``prefix`` of BulkDataURIs (None: dropped), mode."""
@@ -113,7 +122,9 @@ def _element(
         if vr in BINARY_VRS:
             return _binary(ds, tag, vr, raw, path, opts, top)
     try:
-        elem = ds[tag]
+        elem = ds[tag]  # may parse a sequence: ingest counts its items and elements
+    except TooManyElements:
+        raise
     except Exception:  # unreadable content: keep its raw bytes or text
         return _raw_fallback(ds, tag, raw, path, opts, top)
     vr = _resolved_vr(elem)

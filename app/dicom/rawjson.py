@@ -30,6 +30,10 @@ else; the caller then reads the file with pydicom. Taken:
 * the frame attributes ingest reads (Rows, NumberOfFrames, ...) with their standard VRs;
 * pydicom at its default settings (:func:`_pydicom_defaults`).
 
+Past ``max_elements`` data elements and sequence items it raises
+:class:`~app.dicom.dicomjson.TooManyElements` as soon as it counts one too many: the
+file is refused, not handed to pydicom.
+
 ``tests/unit/test_rawjson.py`` compares both readings on every file bundled with
 pydicom and on generated element values.
 """
@@ -53,6 +57,7 @@ from app.dicom.dicomjson import (
     PIXEL_DATA,
     UNDEFINED_LENGTH,
     JsonOptions,
+    TooManyElements,
     binary_entry,
     finite,
 )
@@ -253,6 +258,8 @@ class _Reader:
     pixel_data: tuple[int, int] | None = None
     extended_offsets: bytes | None = None
     bulk: list[dict[str, Any]] = field(default_factory=list)
+    limit: int = 0  # data elements + sequence items taken (0: no limit)
+    left: int = 1 << 62  # of the limit, still allowed
 
     def dataset(
         self, pos: int, end: int, path: str, top: bool, delimited: bool
@@ -274,6 +281,9 @@ class _Reader:
             if vr is None or tag <= last or (tag == _CHARSET and not top):
                 raise Unsupported(f"element ({tag:08X}) {vr_bytes!r}")
             last = tag
+            self.left -= 1
+            if self.left < 0:  # before the value: a hostile file costs no more than this
+                raise TooManyElements(self.limit)
             pos += 8
             if vr in _LONG:
                 if pos + 4 > end:
@@ -380,6 +390,9 @@ class _Reader:
                 break
             if tag != _ITEM:
                 raise Unsupported("not an item")
+            self.left -= 1
+            if self.left < 0:
+                raise TooManyElements(self.limit)
             item_path = f"{path}/{len(items) + 1}"
             if length == UNDEFINED_LENGTH:
                 item, pos = self.dataset(pos, end, item_path, top=False, delimited=True)
@@ -452,10 +465,13 @@ def _file_meta(buf: Any, pos: int, end: int) -> tuple[str, int]:
 
 
 def read_file(
-    buf: Any, start: int, binary_mode: str, default_codecs: Sequence[str] = ("iso8859",)
+    buf: Any, start: int, binary_mode: str, default_codecs: Sequence[str] = ("iso8859",),
+    max_elements: int = 0,
 ) -> RawFile:
     """Read the Part 10 file at ``buf[start:]`` (bytes or mmap) or raise Unsupported;
-    ``default_codecs``: pydicom's codecs for a file without Specific Character Set."""
+    ``default_codecs``: pydicom's codecs for a file without Specific Character Set;
+    ``max_elements``: data elements + sequence items allowed (0: any number), else
+    :class:`TooManyElements`."""
     if not _pydicom_defaults():
         raise Unsupported("pydicom settings")
     if buf[start + 128:start + 132] != b"DICM":
@@ -468,5 +484,7 @@ def read_file(
         raise Unsupported("Command group")
     single = len(default_codecs) == 1 and default_codecs[0] in _DEFAULT_CODECS
     reader = _Reader(buf, JsonOptions("", binary_mode), default_codecs[0] if single else None)
+    if max_elements:
+        reader.limit, reader.left = max_elements, max_elements
     json, _ = reader.dataset(pos, len(buf), "/bulk", top=True, delimited=False)
     return RawFile(json, syntax, reader.pixel_data, reader.extended_offsets, reader.bulk)

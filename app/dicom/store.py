@@ -304,7 +304,12 @@ def store_one(
     try:
         record = build_record(f, storage_key=key, size=size, binary_mode=binary_mode)
     except IngestError as exc:
+        limit = exc.reason == OUT_OF_RESOURCES  # an ingest limit (elements, inflated size)
+        log.log(logging.WARNING if limit else logging.INFO, "Instance refused (0x%04X): %s",
+                exc.reason, exc.message)
         outcome.failed.append((exc.sop_class_uid, exc.sop_instance_uid, exc.reason))
+        if limit:  # named to the client (STOW-RS Warning header, POST /instances 400)
+            outcome.limit_warnings.append(exc.message)
         return
     sop_class = str(record.instance["00080016"]["Value"][0])
     sop, st = record.uid(Level.INSTANCE), record.uid(Level.STUDY)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import RLELossless
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from app import create_app
 from app.dicom.identifiers import orthanc_ids
@@ -109,6 +110,142 @@ def test_upload_refused_by_the_storage_limit_is_507(tmp_path: Path) -> None:
     r = app.test_client().post("/instances", data=big)
     assert r.status_code == 507 and r.get_json()["HttpStatus"] == 507
     app.extensions["dicomweb"].index.close()
+
+
+# --------------------------------------------------------------------------- #
+# POST /instances with a ZIP archive
+# --------------------------------------------------------------------------- #
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    """A deflated archive of ``members`` in that order; a name ending in ``/`` is a folder."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            if name.endswith("/"):
+                z.mkdir(name)
+            else:
+                z.writestr(name, data)
+    return out.getvalue()
+
+
+def dicomdir() -> bytes:
+    """A DICOMDIR's shape: a DICOM file without SOPInstanceUID nor study/series UIDs."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"  # Media Storage Directory
+    ds.file_meta.MediaStorageSOPInstanceUID = uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.FileSetID = "ARCHIVE"
+    return dicom_bytes(ds)
+
+
+def post_zip(client: FlaskClient, data: bytes) -> tuple[int, object]:
+    r = client.post("/instances", data=data, content_type="application/zip")
+    return r.status_code, r.get_json()
+
+
+def test_zip_stores_every_dicom_member_and_answers_one_object_each(
+        client: FlaskClient) -> None:
+    st, se = uid(), uid()
+    sops = [uid() for _ in range(3)]
+    data = zip_of({
+        "STUDY/": b"",
+        "STUDY/SERIES/": b"",
+        "STUDY/SERIES/IM1": ct_bytes(st, se, sops[0], number=1),
+        "README.txt": b"not DICOM, skipped as Orthanc does",
+        "STUDY/empty.dcm": b"",
+        "STUDY/SERIES/IM2": ct_bytes(st, se, sops[1], number=2),
+        "DICOMDIR": dicomdir(),  # DICOM without instance UIDs: skipped
+        "other/IM3.dcm": ct_bytes(st, se, sops[2], number=3),
+    })
+    status, answer = post_zip(client, data)
+    assert status == 200 and isinstance(answer, list)
+    assert [{k: a[k] for k in ID_KEYS - {"Path", "Status"}} for a in answer] == [
+        ids_of("P1", st, se, sop) for sop in sops]  # the archive's order
+    assert all(set(a) == ID_KEYS and a["Status"] == "Success" and
+               a["Path"] == f"/instances/{a['ID']}" for a in answer)
+    assert client.get("/instances").get_json() == [a["ID"] for a in answer]
+    stored = client.get(f"/instances/{answer[1]['ID']}/file").get_data()
+    assert stored == ct_bytes(st, se, sops[1], number=2)  # byte for byte
+
+    status, again = post_zip(client, data)
+    assert status == 200 and [a["Status"] for a in again] == ["AlreadyStored"] * 3
+    assert [a["ID"] for a in again] == [a["ID"] for a in answer]
+
+
+def test_zip_members_go_through_the_storage_policy(tmp_path: Path) -> None:
+    """OverwriteInstances replaces; a quota refusal (Reject) stops there with 507, the
+    members before it staying stored, as Orthanc does."""
+    st, se, sop = uid(), uid(), uid()
+    app = create_app(make_settings(tmp_path / "o", OverwriteInstances=True))
+    client = app.test_client()
+    upload(client, ct_bytes(st, se, sop))
+    status, answer = post_zip(client, zip_of({"a": ct_bytes(st, se, sop, patient="NEW^NAME")}))
+    assert status == 200 and answer[0]["Status"] == "Success"  # type: ignore[index]
+    assert client.get(f"/patients/{answer[0]['ParentPatient']}").get_json()[  # type: ignore[index]
+        "MainDicomTags"]["PatientName"] == "NEW^NAME"
+    app.extensions["dicomweb"].index.close()
+
+    app = create_app(make_settings(tmp_path / "r", MaximumStorageSize=1,
+                                   MaximumStorageMode="Reject"))
+    client = app.test_client()
+    small, big = ct_bytes(uid(), uid()), ct_bytes(uid(), uid(), rows=800, columns=800)
+    status, error = post_zip(client, zip_of({"small": small, "big": big, "after": small}))
+    assert status == 507 and "'big'" in error["Message"]  # type: ignore[index]
+    assert "1 member(s) before it were stored" in error["Message"]  # type: ignore[index]
+    assert len(client.get("/instances").get_json()) == 1
+    app.extensions["dicomweb"].index.close()
+
+
+def test_an_empty_zip_stores_nothing(client: FlaskClient) -> None:
+    assert post_zip(client, zip_of({})) == (200, [])
+    assert post_zip(client, zip_of({"d/": b"", "notes.txt": b"hello"})) == (200, [])
+
+
+def test_an_encrypted_zip_is_a_clear_400_and_stores_nothing(client: FlaskClient) -> None:
+    data = bytearray(zip_of({"IM1": ct_bytes(uid(), uid()), "IM2": ct_bytes(uid(), uid())}))
+    entry = data.rfind(b"PK\x01\x02")  # the last central directory entry: IM2
+    data[entry + 8] |= 0x01  # general purpose flag bit 0: encrypted
+    status, error = post_zip(client, bytes(data))
+    assert status == 400 and "'IM2' is encrypted" in error["Message"]  # type: ignore[index]
+    assert client.get("/instances").get_json() == []
+
+
+def test_zip_limits_refuse_the_whole_archive_first(tmp_path: Path) -> None:
+    """MaximumArchiveMembers, MaximumRequestSize per member (what one upload may be) and
+    MaximumArchiveSize are checked from the central directory: 413, nothing stored."""
+    two = zip_of({"a": ct_bytes(uid(), uid()), "b": ct_bytes(uid(), uid())})
+    large = zip_of({"a": ct_bytes(uid(), uid()),
+                    "big": ct_bytes(uid(), uid(), rows=1024, columns=1024,
+                                    pixels=np.zeros((1, 1024, 1024), np.uint16))})
+    assert len(large) < 1 << 20  # 2 MiB of pixels deflate to a few KB
+    cases = [({"MaximumArchiveMembers": 1}, two, "MaximumArchiveMembers (1)"),
+             ({"MaximumRequestSize": 1}, large, "'big'"),
+             ({"MaximumArchiveSize": 1}, large, "MaximumArchiveSize (1 MiB)")]
+    for number, (limits, data, message) in enumerate(cases):
+        app = create_app(make_settings(tmp_path / str(number), Limits=limits))
+        client = app.test_client()
+        status, error = post_zip(client, data)
+        assert status == 413 and message in error["Message"], (limits, error)  # type: ignore[index]
+        assert client.get("/instances").get_json() == []
+        assert post_zip(client, zip_of({"a": ct_bytes(uid(), uid())}))[0] == 200
+        app.extensions["dicomweb"].index.close()
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_stored(client: FlaskClient) -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("IM1", ct_bytes(uid(), uid()))
+        z.writestr("bomb", b"\0" * (50 << 20), compress_type=zipfile.ZIP_BZIP2)
+    status, error = post_zip(client, out.getvalue())
+    assert status == 400 and "zip bomb" in error["Message"]  # type: ignore[index]
+    assert client.get("/instances").get_json() == []
+
+
+def test_read_only_refuses_a_zip(read_only: FlaskClient) -> None:
+    status, error = post_zip(read_only, zip_of({"a": ct_bytes(uid(), uid())}))
+    assert status == 405 and "read-only" in error["Message"]  # type: ignore[index]
+    assert len(read_only.get("/instances").get_json()) == 1
 
 
 # --------------------------------------------------------------------------- #

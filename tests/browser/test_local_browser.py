@@ -4,7 +4,9 @@ delete, upload, jobs."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from typing import Any
 
 import pytest
@@ -225,6 +227,33 @@ def test_upload_non_dicom_file_is_reported(page: Any, site: Site) -> None:
     outcome = page.get_by_test_id("upload-outcome")
     expect(outcome.locator(".message.error")).to_contain_text("1 of 1 file(s) could not be stored")
     expect(outcome).to_contain_text("not a DICOM file?")
+
+
+def test_upload_a_zip_archive_beside_a_dicom_file(page: Any, site: Site) -> None:
+    """A ZIP (recognised by its signature, whatever its name) goes whole to POST /instances;
+    the DICOM file chosen with it goes by STOW-RS: one outcome each."""
+    loose, zipped = Study.make("LOOSE^ONE", "LO1", instances=1), Study.make("ZIPPED^TWO", "ZP2")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for n, (_, data) in enumerate(next(iter(zipped.series.values()))):
+            archive.writestr(f"EXPORT/SERIES/IM{n}", data)
+        archive.writestr("EXPORT/README.txt", "skipped: not DICOM")
+    page.goto("#/upload")
+    page.locator("#upload-files").set_input_files([
+        {"name": "loose.dcm", "mimeType": "application/dicom",
+         "buffer": next(iter(loose.series.values()))[0][1]},
+        {"name": "export", "mimeType": "application/octet-stream", "buffer": out.getvalue()}])
+    outcomes = page.get_by_test_id("upload-outcome")
+    expect(outcomes).to_have_count(2)
+    expect(outcomes.nth(0)).to_contain_text("Stored 1 of 1 file(s).")
+    expect(outcomes.nth(1)).to_contain_text("Stored 2 instance(s) of 1 study(ies) from export.")
+    for study in (loose, zipped):
+        found = site.get(site.local, f"/studies?StudyInstanceUID={study.uid}").json()
+        assert found[0]["00201208"]["Value"] == [study.instances]
+    page.locator("#upload-files").set_input_files(
+        {"name": "again.zip", "mimeType": "application/zip", "buffer": out.getvalue()})
+    expect(outcomes).to_have_count(1)
+    expect(outcomes.locator(".message.info")).to_contain_text("2 of them were already stored")
 
 
 def test_jobs_view_controls_a_running_job(page: Any, site: Site, paged: list[Study]) -> None:

@@ -7,29 +7,37 @@ FailedSOPSequence item), never another exception, in bounded time and memory.
 
 from __future__ import annotations
 
+import io
 import struct
 import tempfile
 import time
 import tracemalloc
+import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import BinaryIO
 
 import pytest
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from app import create_app
 from app.dicom import ingest
 from app.dicom.dicomjson import json_to_xml
 from app.dicom.ingest import IngestError, build_record
 from app.dicom.store import spool
 from backends.base import InstanceRecord
 from tests.api.data import ct, ct_bytes
-from tests.conftest import dicom_bytes
+from tests.conftest import dicom_bytes, make_settings, stow_body
 from tests.fuzz import corpus
 from tests.fuzz.dicom_mutations import (
+    ITEM,
+    ITEM_END,
     PREFIX,
+    SEQUENCE_END,
     before_pixel_data,
     deep_sequence,
     element,
@@ -226,3 +234,73 @@ def test_absurd_vrs(vr: bytes) -> None:
     data = _small_file_with(element(0x00091010, b"LO", b"abcd")[:4] + vr + b"\x04\x00abcd")
     ingest_outcome(data)
     ingest_outcome(data, on_disk=True)
+
+
+def _items(count: int, *, implicit: bool) -> bytes:
+    """A valid CT with a ContentSequence of ``count`` empty items (16 bytes each) before
+    PixelData; implicit VR: read by pydicom, explicit: by rawjson."""
+    items = (ITEM + ITEM_END) * count + SEQUENCE_END
+    if not implicit:
+        return before_pixel_data(ct_bytes(PREFIX + "1", PREFIX + "2", PREFIX + "20"),
+                                 element(0x0040A730, b"SQ", b"", 0xFFFFFFFF) + items)
+    ds = ct(PREFIX + "1", PREFIX + "2", PREFIX + "21")
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
+    return before_pixel_data(dicom_bytes(ds),
+                             struct.pack("<HHL", 0x0040, 0xA730, 0xFFFFFFFF) + items)
+
+
+def test_a_million_empty_items_refused_at_the_default_limit() -> None:
+    """16 MB of empty items (rawjson's reading) against Limits.MaximumInstanceElements'
+    default: refused (0xA700) once the limit is counted, nothing more parsed."""
+    outcome = ingest_outcome(_items(ingest.DEFAULT_MAX_ELEMENTS, implicit=False), on_disk=True)
+    assert isinstance(outcome, IngestError)
+    assert outcome.reason == ingest.OUT_OF_RESOURCES
+
+
+@pytest.fixture
+def limited_client(tmp_path: Path) -> Iterator[FlaskClient]:
+    app = create_app(make_settings(tmp_path, Limits={"MaximumInstanceElements": 1000}))
+    try:
+        yield app.test_client()
+    finally:
+        app.extensions["jobs"].stop()
+        app.extensions["dicomweb"].index.close()
+        ingest.configure()  # process-wide: back to the default for the other tests
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_stow_refuses_too_many_elements_and_keeps_stored_data(
+    limited_client: FlaskClient, tmp_path: Path, implicit: bool
+) -> None:
+    """Through the app (Limits.MaximumInstanceElements 1000): STOW-RS answers a failed
+    item 0xA700 and a Warning naming the limit, stores the normal part of the same request,
+    nothing of the hostile one; POST /instances answers 400 JSON with the reason."""
+    normal = ct_bytes(PREFIX + "1", PREFIX + "2", PREFIX + "22")
+    hostile = _items(20_000, implicit=implicit)
+    body, ctype = stow_body([normal, hostile])
+    answer = limited_client.post("/dicom-web/studies", data=body,
+                                 headers={"Content-Type": ctype})
+    assert answer.status_code == 202
+    failed = answer.get_json()["00081198"]["Value"]
+    assert [item["00081197"]["Value"] for item in failed] == [[ingest.OUT_OF_RESOURCES]]
+    assert "Limits.MaximumInstanceElements" in answer.headers["Warning"]
+    stored = limited_client.get("/dicom-web/instances").get_json()
+    assert [i["00080018"]["Value"] for i in stored] == [[PREFIX + "22"]]
+    blobs = [p for p in (tmp_path / "storage").rglob("*") if p.is_file()]
+    assert len(blobs) == 1 and blobs[0].read_bytes() == normal
+
+    refused = limited_client.post("/instances", data=hostile,
+                                  headers={"Content-Type": "application/dicom"})
+    assert refused.status_code == 400
+    assert "Limits.MaximumInstanceElements" in refused.get_json()["Message"]
+    assert [p for p in (tmp_path / "storage").rglob("*") if p.is_file()] == blobs
+
+    # In a ZIP archive: the same 400 naming the member (not "storage full").
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a/hostile.dcm", hostile)
+    refused = limited_client.post("/instances", data=zipped.getvalue())
+    assert refused.status_code == 400
+    message = refused.get_json()["Message"]
+    assert "Limits.MaximumInstanceElements" in message and "a/hostile.dcm" in message
+    assert [p for p in (tmp_path / "storage").rglob("*") if p.is_file()] == blobs

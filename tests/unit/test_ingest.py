@@ -12,6 +12,8 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
+from pydicom.filebase import DicomFileLike
+from pydicom.filewriter import write_dataset
 from pydicom.pixels.utils import get_expected_length
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -22,10 +24,12 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
 )
 
+from app.dicom import ingest, rawjson
 from app.dicom.identifiers import orthanc_ids
 from app.dicom.ingest import (
     CANNOT_UNDERSTAND,
     MAX_INDEXED_ATTRIBUTE,
+    OUT_OF_RESOURCES,
     IngestError,
     build_record,
     read_instance,
@@ -291,3 +295,154 @@ def test_hundred_megabyte_native_file_in_bounded_memory(tmp_path: Path) -> None:
     with open(path, "rb") as f:
         f.seek(record.frames[7][0][0])
         assert f.read(4) == b"\x07" * 4
+
+
+# --- Limits.MaximumInstanceElements: hostile files of many empty items ------------------
+
+_ITEM = struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)
+_ITEM_END = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+_SEQUENCE_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+
+
+def _with_items(count: int, *, implicit: bool, defined: bool = False) -> bytes:
+    """An instance ending with a ContentSequence (0040,A730) of ``count`` empty items:
+    16 bytes each (undefined length, item delimiters), 8 bytes each if ``defined``."""
+    ds = _instance()
+    if implicit:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    data = _file(ds).getvalue()
+    if defined:
+        items = struct.pack("<HHL", 0xFFFE, 0xE000, 0) * count
+        length = len(items)
+    else:
+        items, length = (_ITEM + _ITEM_END) * count + _SEQUENCE_END, 0xFFFFFFFF
+    header = (struct.pack("<HHL", 0x0040, 0xA730, length) if implicit
+              else struct.pack("<HH2sHL", 0x0040, 0xA730, b"SQ", 0, length))
+    return data + header + items
+
+
+def _elements_and_items(data: bytes) -> int:
+    """Data elements (File Meta excluded) and sequence items of a file, by pydicom."""
+    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    elements = list(ds.iterall())
+    return len(elements) + sum(len(e.value) for e in elements if e.VR == "SQ")
+
+
+class _Calls:
+    """Wraps a function and counts its calls."""
+
+    def __init__(self, function: object) -> None:
+        self.function = function
+        self.calls = 0
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        self.calls += 1
+        return self.function(*args, **kwargs)  # type: ignore[operator]
+
+
+HOSTILE = [pytest.param(True, False, id="implicit-undefined-items"),
+           pytest.param(True, True, id="implicit-defined-items"),
+           pytest.param(False, False, id="explicit-undefined-items"),
+           pytest.param(False, True, id="explicit-defined-items")]
+
+
+@pytest.mark.parametrize(("implicit", "defined"), HOSTILE)
+def test_too_many_items_refused_while_parsing(
+    implicit: bool, defined: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20,000 empty items against a limit of 1,000: refused with 0xA700 after ~1,000 items
+    parsed, by pydicom (implicit VR, including a defined-length sequence parsed only when
+    converted) or by rawjson (explicit VR, never handed to pydicom)."""
+    data_sets = _Calls(ingest._read_elements)  # pydicom: one call per data set (item)
+    items = _Calls(rawjson._ITEM_HEADER)  # rawjson: one call per item header
+    monkeypatch.setattr(ingest, "_read_elements", data_sets)
+    monkeypatch.setattr(rawjson, "_ITEM_HEADER", items)
+    with pytest.raises(IngestError) as info:
+        _build(io.BytesIO(_with_items(20_000, implicit=implicit, defined=defined)),
+               max_elements=1_000)
+    assert info.value.reason == OUT_OF_RESOURCES
+    assert "more than 1,000 data elements and sequence items" in info.value.message
+    assert "Limits.MaximumInstanceElements" in info.value.message
+    if implicit:
+        assert 900 < data_sets.calls <= 1_000
+    else:
+        assert data_sets.calls == 0  # refused by rawjson: pydicom never read it
+        assert 900 < items.calls <= 1_001
+
+
+@pytest.mark.parametrize(("implicit", "defined"), HOSTILE)
+def test_limit_counts_elements_and_items(implicit: bool, defined: bool) -> None:
+    data = _with_items(30, implicit=implicit, defined=defined)
+    total = _elements_and_items(data)
+    if implicit:
+        # pydicom also counts the File Meta group (read twice: deflate check, then parse)
+        # and 4 data sets (those two, the absent Command group, the data set itself).
+        total += 2 * len(pydicom.dcmread(io.BytesIO(data)).file_meta) + 4
+    record = _build(io.BytesIO(data), max_elements=total)
+    assert len(json.loads(record.metadata)["0040A730"]["Value"]) == 30
+    with pytest.raises(IngestError):
+        _build(io.BytesIO(data), max_elements=total - 1)
+
+
+@pytest.mark.parametrize(("implicit", "defined"), HOSTILE)
+def test_no_limit(implicit: bool, defined: bool) -> None:
+    data = _with_items(5_000, implicit=implicit, defined=defined)
+    record = _build(io.BytesIO(data), max_elements=0)
+    assert len(json.loads(record.metadata)["0040A730"]["Value"]) == 5_000
+
+
+def test_configured_limit_and_pydicom_uncounted_afterwards() -> None:
+    data = _with_items(100, implicit=True)
+    ingest.configure(50)
+    try:
+        with pytest.raises(IngestError) as info:
+            _build(io.BytesIO(data))
+        assert info.value.reason == OUT_OF_RESOURCES
+        # Outside an ingest (transcoding, WADO-URI), pydicom reads without a budget.
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        assert len(ds.ContentSequence) == 100
+    finally:
+        ingest.configure()
+    assert len(json.loads(_build(io.BytesIO(data)).metadata)["0040A730"]["Value"]) == 100
+
+
+def test_default_limit_takes_a_large_real_structure() -> None:
+    """An RT structure set of 40,000 contours (~360,000 elements and items) is taken."""
+    image = Dataset()
+    image.ReferencedSOPClassUID = SC
+    image.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    contour = Dataset()
+    contour.ContourImageSequence = Sequence([image])
+    contour.ContourGeometricType = "CLOSED_PLANAR"
+    contour.NumberOfContourPoints = 2
+    contour.ContourNumber = 1
+    contour.ContourData = [0.0, 1.0, 2.0, 1.0, 0.0, 2.0]
+    encoded = DicomFileLike(io.BytesIO())
+    encoded.is_implicit_VR, encoded.is_little_endian = False, True
+    write_dataset(encoded, contour)
+    contour_bytes = _ITEM + encoded.parent.getvalue() + _ITEM_END
+    contour_sequence = struct.pack("<HH2sHL", 0x3006, 0x0040, b"SQ", 0, 0xFFFFFFFF)
+    roi = (_ITEM + contour_sequence + contour_bytes * 40_000 + _SEQUENCE_END
+           + struct.pack("<HH2sH", 0x3006, 0x0084, b"IS", 2) + b"1 " + _ITEM_END)
+    data = (_file(_instance()).getvalue()
+            + struct.pack("<HH2sHL", 0x3006, 0x0039, b"SQ", 0, 0xFFFFFFFF) + roi
+            + _SEQUENCE_END)
+    per_contour = 1 + sum(1 for _ in contour.iterall()) + 1  # its item, elements, image item
+    assert 40_000 * per_contour > 350_000
+    record = _build(io.BytesIO(data))
+    metadata = json.loads(record.metadata)
+    assert len(metadata["30060039"]["Value"][0]["30060040"]["Value"]) == 40_000
+
+
+def test_parser_messages_are_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydicom's texts can be huge (its writer's double at each nesting level): what an
+    IngestError keeps, and so what is logged, is cut."""
+    def fail(*args: object, **kwargs: object) -> None:
+        raise ValueError("x" * 1_000_000)
+
+    monkeypatch.setattr(pydicom, "dcmread", fail)
+    with pytest.raises(IngestError) as info:
+        read_instance(_file(_instance()))
+    assert info.value.reason == CANNOT_UNDERSTAND
+    assert len(info.value.message) < ingest.MAX_MESSAGE + 100
+    assert len(str(IngestError(CANNOT_UNDERSTAND, "y" * 10_000))) < ingest.MAX_MESSAGE + 100

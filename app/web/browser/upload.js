@@ -1,5 +1,7 @@
 // The upload view: DICOM files from this computer stored with one STOW-RS request
 // (PS3.18 §10.5), built in the browser as multipart/related; type="application/dicom".
+// A ZIP archive is sent as it is to the server's POST /instances (Orthanc's REST API, at
+// the root beside this page), which stores every DICOM file inside (docs/orthanc-api.md).
 import { h, progressBar } from "../common/common.js";
 import { dicomweb } from "./context.js";
 
@@ -27,9 +29,9 @@ const REASONS = {
 
 export function renderUpload(view) {
   const input = h("input", { type: "file", multiple: true, id: "upload-files",
-                             accept: ".dcm,application/dicom,*/*" });
+                             accept: ".dcm,.zip,application/dicom,application/zip,*/*" });
   const zone = h("label", { class: "dropzone", for: "upload-files" },
-    h("strong", {}, "Drop DICOM files here"), h("span", {}, "or click to choose files"), input);
+    h("strong", {}, "Drop DICOM files or ZIP archives here"), h("span", {}, "or click to choose files"), input);
   const results = h("div", { "data-testid": "upload-results", "aria-live": "polite" });
   input.addEventListener("change", () => {
     if (input.files.length) upload([...input.files], results).finally(() => { input.value = ""; });
@@ -50,7 +52,8 @@ export function renderUpload(view) {
     h("h2", { id: "upload-title" }, "Upload DICOM files"),
     h("p", { class: "muted intro" },
       "Files are stored on this server with STOW-RS, all in one request; the server says ",
-      "which ones it stored and why any was refused. Files of any name can be chosen (.dcm or not)."),
+      "which ones it stored and why any was refused. Files of any name can be chosen (.dcm or not). ",
+      "A ZIP archive is sent whole: every DICOM file inside is stored, other files are skipped."),
     zone, results));
 }
 
@@ -66,26 +69,56 @@ function multipartBody(files) {
   return { boundary, body: new Blob(parts) };
 }
 
+/** Whether a file starts with a ZIP signature (PK\3\4, PK\5\6, PK\7\8), as the server
+ * decides it: the name need not end in .zip. */
+async function isZip(file) {
+  const [p, k, a, b] = new Uint8Array(await file.slice(0, 4).arrayBuffer());
+  return p === 0x50 && k === 0x4b && [3, 5, 7].includes(a) && b === a + 1;
+}
+
 async function upload(files, results) {
+  const archives = [];
+  const dicom = [];
+  for (const file of files) (await isZip(file) ? archives : dicom).push(file);
+  results.replaceChildren();
+  if (dicom.length) await uploadFiles(dicom, results);
+  for (const archive of archives) await uploadArchive(archive, results);
+}
+
+function uploading(text, names, results) {
   const bar = progressBar("Uploading…");
   const status = h("div", { class: "upload" },
-    h("p", {}, `Uploading ${files.length} file(s): `,
-      h("span", { class: "muted" }, files.map((f) => f.name).join(", "))), bar);
-  results.replaceChildren(status);
+    h("p", {}, text, h("span", { class: "muted" }, names)), bar);
+  results.append(status);
+  return { status, bar, onProgress: (percent) => bar.set(percent, `Uploading — ${percent} %`) };
+}
+
+async function uploadFiles(files, results) {
+  const { status, bar, onProgress } = uploading(`Uploading ${files.length} file(s): `,
+                                                files.map((f) => f.name).join(", "), results);
   const { boundary, body } = multipartBody(files);
-  const answer = await post(body, boundary, (percent) => bar.set(percent, `Uploading — ${percent} %`));
+  const answer = await post(dicomweb("studies"), body, {
+    "Content-Type": `multipart/related; type="application/dicom"; boundary=${boundary}`,
+    Accept: "application/dicom+json" }, onProgress);
   bar.remove();
   status.append(outcome(files.length, answer));
 }
 
+async function uploadArchive(file, results) {
+  const { status, bar, onProgress } = uploading("Uploading the archive ", file.name, results);
+  // Relative to this page at the server root: works behind a reverse proxy path too.
+  const answer = await post("instances", file, { "Content-Type": "application/zip",
+                                                 Accept: "application/json" }, onProgress);
+  bar.remove();
+  status.append(archiveOutcome(file.name, answer));
+}
+
 /** POST with XMLHttpRequest rather than fetch(): it reports the upload's progress. */
-function post(body, boundary, onProgress) {
+function post(url, body, headers, onProgress) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", dicomweb("studies"));
-    xhr.setRequestHeader("Content-Type",
-                         `multipart/related; type="application/dicom"; boundary=${boundary}`);
-    xhr.setRequestHeader("Accept", "application/dicom+json");
+    xhr.open("POST", url);
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(Math.round(100 * e.loaded / e.total));
     xhr.onload = () => {
       let json = null;
@@ -130,6 +163,25 @@ function outcome(sent, { status, statusText, json }) {
     box.append(h("p", { class: "links" }, studies.length === 1 ? "Open the study: " : "Open the studies: ",
       studies.flatMap((uid, n) => [n ? ", " : "", h("a", { href: `#/studies/${uid}` }, uid)])));
   }
+  return box;
+}
+
+/** Orthanc's answer to an archive: one {ID, ParentStudy, Status, ...} per stored file. */
+function archiveOutcome(name, { status, statusText, json }) {
+  const box = h("div", { "data-testid": "upload-outcome" });
+  if (status !== 200 || !Array.isArray(json)) {
+    const why = (json && json.Message) || statusText || "no answer";
+    box.append(message("error", status
+      ? `The archive ${name} was refused: ${why} (HTTP ${status})`
+      : `The upload of ${name} failed: ${why}`, (json && json.Details) || ""));
+    return box;
+  }
+  const kept = json.filter((item) => item.Status === "AlreadyStored").length;
+  const studies = new Set(json.map((item) => item.ParentStudy)).size;
+  box.append(message(json.length ? "success" : "warning", json.length
+    ? `Stored ${json.length} instance(s) of ${studies} study(ies) from ${name}.`
+    : `${name} holds no DICOM file that could be stored.`));
+  if (kept) box.append(message("info", `${kept} of them were already stored: the copies on the server were kept.`));
   return box;
 }
 
