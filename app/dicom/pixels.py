@@ -40,6 +40,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
+    JPEGLSLossless,
     JPEGLSNearLossless,
 )
 
@@ -78,6 +79,21 @@ _J2K_ENCODERS = frozenset({JPEG2000Lossless, JPEG2000})
 _J2K_ENCODE_LOCK = threading.Lock()
 # It also logs "tile number 1 / 1" at INFO for every frame it encodes.
 logging.getLogger("openjpeg").setLevel(logging.WARNING)
+
+
+def _prefer_charls() -> None:
+    """JPEG-LS frames decode with CharLS (pyjpegls) first, libjpeg (pylibjpeg) only if it
+    fails: CharLS is ~4x faster on 16-bit frames, and JPEG-LS decoding is exact
+    (ISO 14495-1), so both give the same pixels. pydicom tries plugins in the order they
+    were added; re-adding one moves it last (done once, at import, before any thread)."""
+    for uid in (JPEGLSLossless, JPEGLSNearLossless):
+        decoder = get_decoder(uid)
+        if "pyjpegls" in decoder.available_plugins and "pylibjpeg" in decoder.available_plugins:
+            decoder.remove_plugin("pylibjpeg")
+            decoder.add_plugin("pylibjpeg", ("pydicom.pixels.decoders.pylibjpeg", "_decode_frame"))
+
+
+_prefer_charls()
 
 
 def can_decode(syntax: str) -> bool:
@@ -180,6 +196,13 @@ def _decode(header: Dataset, data: bytes, syntax: str) -> tuple[np.ndarray, dict
 def decode_frame(header: Dataset, data: bytes, syntax: str) -> np.ndarray:
     """One frame as ``pixel_array`` would give it (YBR_* → RGB, samples interleaved)."""
     return _decode(header, data, syntax)[0]
+
+
+def decode_frame_described(header: Dataset, data: bytes,
+                           syntax: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """One frame decoded, with the Image Pixel values that describe the array
+    (Photometric Interpretation as decoded): for writing it as native Pixel Data."""
+    return _decode(header, data, syntax)
 
 
 def decode_frame_from_file(f: BinaryIO, index: int) -> np.ndarray:
@@ -335,7 +358,8 @@ def convert_frame(header: Dataset, data: bytes, source: str, target: str) -> byt
 
 __all__ = [
     "LOSSY_METHODS", "NATIVE", "NATIVE_LE", "can_decode", "can_encode",
-    "convert_frame", "decode_frame", "decode_frame_from_file", "decoded_options",
+    "convert_frame", "decode_frame", "decode_frame_described", "decode_frame_from_file",
+    "decoded_options",
     "encodable", "encode_frame", "encoded_photometric", "frame_convertible", "header_of",
     "guard", "native_bytes", "swap_bytes", "syntax_name", "syntax_of",
 ]

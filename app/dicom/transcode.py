@@ -32,6 +32,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from app.dicom import splice
 from app.dicom.pixels import (
     LOSSY_METHODS,
     NATIVE,
@@ -72,7 +73,21 @@ def native_frame_syntax_ok(source: str, target: str) -> bool:
 
 def transcode(f: BinaryIO, target: str) -> tuple[bytes, str]:
     """The whole instance in ``target`` (``*``: as stored), as file bytes with preamble
-    and file meta, and the transfer syntax actually used."""
+    and file meta, and the transfer syntax actually used.
+
+    Compressed → Explicit VR Little Endian, the WADO-RS default, is spliced from the
+    stored bytes when :mod:`app.dicom.splice` reproduces this path exactly (the same
+    output without pydicom reading and writing every element)."""
+    if target == ExplicitVRLittleEndian:
+        data = splice.explicit_little_endian(f)
+        if data is not None:
+            return data, target
+        f.seek(0)
+    return transcode_dataset(f, target)
+
+
+def transcode_dataset(f: BinaryIO, target: str) -> tuple[bytes, str]:
+    """:func:`transcode` through pydicom: the dataset read, converted and written."""
     ds = guard("read the instance", lambda: pydicom.dcmread(f, force=True))
     source = syntax_of(ds)
     target = source if target == "*" else target
@@ -238,4 +253,4 @@ def _write(ds: Dataset, syntax: str) -> bytes:
 
 
 __all__ = ["LITTLE_ENDIAN_TARGETS", "NATIVE", "can_transcode", "native_frame_syntax_ok",
-           "transcode"]
+           "transcode", "transcode_dataset"]

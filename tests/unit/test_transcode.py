@@ -4,6 +4,7 @@ decoding of the original (PS3.18 §8.7.3.5, PS3.5 §8 and Annex A.4)."""
 from __future__ import annotations
 
 import io
+import struct
 from functools import cache
 from pathlib import Path
 
@@ -11,7 +12,13 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate, generate_frames, parse_basic_offsets
+from pydicom.encaps import (
+    encapsulate,
+    encapsulate_extended,
+    generate_frames,
+    parse_basic_offsets,
+)
+from pydicom.pixels import get_decoder
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
@@ -27,7 +34,13 @@ from pydicom.uid import (
 )
 
 from app.dicom.pixels import JLS_NEAR, frame_convertible, header_of
-from app.dicom.transcode import can_transcode, native_frame_syntax_ok, transcode
+from app.dicom.splice import explicit_little_endian
+from app.dicom.transcode import (
+    can_transcode,
+    native_frame_syntax_ok,
+    transcode,
+    transcode_dataset,
+)
 from app.errors import NotAcceptable
 from tests.dicom_compare import ALL_FILES, DATA
 
@@ -286,3 +299,137 @@ def test_pixel_description_with_a_wrong_vr_is_rewritten() -> None:
     assert ds.PhotometricInterpretation == "RGB"
     expected = pydicom.dcmread(io.BytesIO(original)).pixel_array
     assert np.abs(ds.pixel_array.astype(int) - expected.astype(int)).max() <= 2
+
+
+# --------------------------------------------------------------------------- splice fast path
+# Compressed → Explicit VR Little Endian by splicing bytes (app/dicom/splice.py) must give
+# what the pydicom path gives; anything it does not reproduce it declines (None).
+
+SPLICED = ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPEGLSNearLossless_16.dcm",
+           "MR_small_jp2klossless.dcm", "SC_rgb_jpeg_gdcm.dcm", "SC_rgb_rle_32bit_2frame.dcm",
+           "examples_ybr_color.dcm", "693_J2KI.dcm", "rtdose_rle.dcm", "JPGExtended.dcm"]
+
+
+def file_bytes(name: str) -> bytes:
+    return (TEST_FILES / name).read_bytes()
+
+
+def spliced(data: bytes | Path) -> bytes | None:
+    raw = data.read_bytes() if isinstance(data, Path) else data
+    return explicit_little_endian(io.BytesIO(raw))
+
+
+def assert_same_instance(fast: bytes, slow: bytes) -> None:
+    a, b = pydicom.dcmread(io.BytesIO(fast)), pydicom.dcmread(io.BytesIO(slow))
+    assert a.file_meta == b.file_meta
+    assert a.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert a == b  # every element, Pixel Data included
+    assert a["PixelData"].VR == b["PixelData"].VR
+    assert not a["PixelData"].is_undefined_length
+    assert a.preamble == b.preamble
+
+
+@pytest.mark.parametrize("path", WITH_PIXELS, ids=lambda p: p.name)
+def test_splice_gives_what_the_pydicom_path_gives(path: Path) -> None:
+    fast = spliced(path)
+    if fast is None:
+        return  # declined: the pydicom path answers (the tests above)
+    with open(path, "rb") as f:
+        slow, used = transcode_dataset(f, ExplicitVRLittleEndian)
+    assert used == ExplicitVRLittleEndian
+    assert_same_instance(fast, slow)
+    assert np.array_equal(pydicom.dcmread(io.BytesIO(fast)).pixel_array, original(path)[1])
+
+
+@pytest.mark.parametrize("name", SPLICED)
+def test_usual_compressed_instances_are_spliced(name: str) -> None:
+    """RLE, JPEG-LS, JPEG 2000 and JPEG, grey and colour (YBR_* decoded to RGB), several
+    frames, UN values of known tags: spliced, and that is what transcode answers."""
+    path = TEST_FILES / name
+    fast = spliced(path)
+    assert fast is not None
+    with open(path, "rb") as f:
+        assert_same_instance(fast, transcode_dataset(f, ExplicitVRLittleEndian)[0])
+    with open(path, "rb") as f:
+        assert transcode(f, ExplicitVRLittleEndian) == (fast, ExplicitVRLittleEndian)
+
+
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                                  "SC_rgb_jpeg_gdcm.dcm", "SC_rgb_rle_32bit_2frame.dcm",
+                                  "693_J2KI.dcm"])
+def test_well_formed_instances_are_spliced_byte_for_byte(name: str) -> None:
+    """Where pydicom re-encodes nothing (no UN of a known tag, no extra padding), the two
+    paths agree on every byte; retired group lengths (693_J2KI) are dropped by both."""
+    with open(TEST_FILES / name, "rb") as f:
+        assert spliced(TEST_FILES / name) == transcode_dataset(f, ExplicitVRLittleEndian)[0]
+
+
+@pytest.mark.parametrize("name, stored", [("SC_rgb_dcmtk_+eb+cy+np.dcm", "YBR_FULL_422"),
+                                          ("SC_rgb_jpeg_dcmtk.dcm", "YBR_FULL"),
+                                          ("examples_jpeg2k.dcm", "YBR_RCT")])
+def test_spliced_colour_is_described_as_decoded(name: str, stored: str) -> None:
+    """YBR_* comes out RGB, interleaved (PS3.3 C.7.6.3.1.2, C.7.6.3.1.3)."""
+    assert pydicom.dcmread(TEST_FILES / name).PhotometricInterpretation == stored
+    back = pydicom.dcmread(io.BytesIO(spliced(TEST_FILES / name) or b""))
+    assert back.PhotometricInterpretation == "RGB" and back.PlanarConfiguration == 0
+    assert back["PixelData"].VR == "OB"
+
+
+def test_splice_copies_elements_after_pixel_data() -> None:
+    """MR_small_RLE.dcm ends with Data Set Trailing Padding (FFFC,FFFC) after its Pixel
+    Data: copied as it is."""
+    data = file_bytes("MR_small_RLE.dcm")
+    trailing = data[data.rindex(b"\xfe\xff\xdd\xe0\0\0\0\0") + 8:]
+    assert trailing.startswith(b"\xfc\xff\xfc\xffOB") and len(trailing) > 12
+    fast = spliced(data)
+    assert fast is not None and fast.endswith(trailing)
+    assert 0xFFFCFFFC in pydicom.dcmread(io.BytesIO(fast))
+
+
+def twice_padded(name: str) -> bytes:
+    """The file with a second (FFFC,FFFC) after its own: elements out of order."""
+    return file_bytes(name) + b"\xfc\xff\xfc\xffOB\0\0" + struct.pack("<I", 4) + b"\0" * 4
+
+
+def with_extended_offsets(path: Path) -> bytes:
+    ds = pydicom.dcmread(path)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames)))
+    ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = \
+        encapsulate_extended(frames)
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(file_bytes("MR_small_RLE.dcm")[128:], id="no preamble"),
+    pytest.param(file_bytes("MR_small.dcm"), id="native"),
+    pytest.param(file_bytes("image_dfl.dcm"), id="deflated"),
+    pytest.param(file_bytes("UN_sequence.dcm"), id="UN of undefined length"),
+    pytest.param(file_bytes("SC_rgb_jpeg.dcm"), id="implicit VR body"),
+    pytest.param(with_extended_offsets(TEST_FILES / "SC_rgb_rle_2frame.dcm"), id="EOT"),
+    pytest.param(file_bytes("JPEG-lossy.dcm"), id="frame decoder refuses"),
+    pytest.param(file_bytes("MR_small_RLE.dcm")[:-200], id="truncated"),
+    pytest.param(twice_padded("MR_small_RLE.dcm"), id="unsorted trailing elements"),
+    pytest.param(file_bytes("MR_small_RLE.dcm").replace(b"\x28\x00\x04\x00CS",
+                                                        b"\x28\x00\x04\x00DS", 1), id="VR"),
+])
+def test_splice_declines_what_it_would_not_reproduce(data: bytes) -> None:
+    assert spliced(data) is None
+
+
+def test_transcode_falls_back_when_the_splice_declines() -> None:
+    data = with_extended_offsets(TEST_FILES / "SC_rgb_rle_2frame.dcm")
+    out, used = transcode(io.BytesIO(data), ExplicitVRLittleEndian)
+    assert used == ExplicitVRLittleEndian
+    back = pydicom.dcmread(io.BytesIO(out))
+    assert "ExtendedOffsetTable" not in back
+    assert np.array_equal(back.pixel_array, original(TEST_FILES / "SC_rgb_rle_2frame.dcm")[1])
+
+
+def test_jpeg_ls_decodes_with_charls_first() -> None:
+    """CharLS (pyjpegls) is tried before libjpeg: ~4x faster, same pixels (exact decoding)."""
+    for uid in (JPEGLSLossless, JPEGLSNearLossless):
+        plugins = get_decoder(uid).available_plugins
+        if "pyjpegls" in plugins and "pylibjpeg" in plugins:
+            assert plugins.index("pyjpegls") < plugins.index("pylibjpeg")
