@@ -14,6 +14,7 @@ SQLite index) and the server answers at http://localhost:8042/dicom-web/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -79,6 +80,9 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     from gunicorn.app.base import BaseApplication
 
     from app import create_app
+
+    if args.port is not None:  # what the app reports (GET /system) is the port it serves on
+        settings = dataclasses.replace(settings, HttpPort=args.port)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

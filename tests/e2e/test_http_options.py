@@ -3,6 +3,7 @@ HttpDescribeErrors (through the real server, since they live in the worker and s
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -66,3 +67,19 @@ def test_errors_are_described_by_default(tmp_path: Path) -> None:
         assert kept.headers.get("Connection", "").lower() != "close"
     finally:
         srv.stop()
+
+
+def test_port_given_on_the_command_line_is_the_one_reported(tmp_path: Path) -> None:
+    """``--port`` overrides HttpPort for the socket and for what the server reports
+    (Orthanc's ``GET /system`` HttpPort)."""
+    server = Server(tmp_path, workers=1, threads=2)
+    configured = server.port + 1 if server.port < 65535 else server.port - 1
+    config = json.loads(server.config.read_text())
+    server.config.write_text(json.dumps({**config, "HttpPort": configured}))
+    server.args += ["--port", str(server.port)]
+    server.start()
+    try:
+        system = requests.get(f"http://127.0.0.1:{server.port}/system", timeout=10).json()
+        assert system["HttpPort"] == server.port
+    finally:
+        server.stop()
