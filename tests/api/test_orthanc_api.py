@@ -24,6 +24,7 @@ from app import create_app
 from app.dicom.identifiers import orthanc_ids
 from tests.api.data import ct, ct_bytes, uid
 from tests.conftest import dicom_bytes, make_settings
+from tests.unit.test_archive import zip_bytes
 
 ID_KEYS = {"ID", "ParentPatient", "ParentSeries", "ParentStudy", "Path", "Status"}
 
@@ -116,18 +117,6 @@ def test_upload_refused_by_the_storage_limit_is_507(tmp_path: Path) -> None:
 # POST /instances with a ZIP archive
 # --------------------------------------------------------------------------- #
 
-def zip_of(members: dict[str, bytes]) -> bytes:
-    """A deflated archive of ``members`` in that order; a name ending in ``/`` is a folder."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            if name.endswith("/"):
-                z.mkdir(name)
-            else:
-                z.writestr(name, data)
-    return out.getvalue()
-
-
 def dicomdir() -> bytes:
     """A DICOMDIR's shape: a DICOM file without SOPInstanceUID nor study/series UIDs."""
     ds = Dataset()
@@ -148,7 +137,7 @@ def test_zip_stores_every_dicom_member_and_answers_one_object_each(
         client: FlaskClient) -> None:
     st, se = uid(), uid()
     sops = [uid() for _ in range(3)]
-    data = zip_of({
+    data = zip_bytes({
         "STUDY/": b"",
         "STUDY/SERIES/": b"",
         "STUDY/SERIES/IM1": ct_bytes(st, se, sops[0], number=1),
@@ -180,7 +169,7 @@ def test_zip_members_go_through_the_storage_policy(tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path / "o", OverwriteInstances=True))
     client = app.test_client()
     upload(client, ct_bytes(st, se, sop))
-    status, answer = post_zip(client, zip_of({"a": ct_bytes(st, se, sop, patient="NEW^NAME")}))
+    status, answer = post_zip(client, zip_bytes({"a": ct_bytes(st, se, sop, patient="NEW^NAME")}))
     assert status == 200 and answer[0]["Status"] == "Success"  # type: ignore[index]
     assert client.get(f"/patients/{answer[0]['ParentPatient']}").get_json()[  # type: ignore[index]
         "MainDicomTags"]["PatientName"] == "NEW^NAME"
@@ -190,7 +179,7 @@ def test_zip_members_go_through_the_storage_policy(tmp_path: Path) -> None:
                                    MaximumStorageMode="Reject"))
     client = app.test_client()
     small, big = ct_bytes(uid(), uid()), ct_bytes(uid(), uid(), rows=800, columns=800)
-    status, error = post_zip(client, zip_of({"small": small, "big": big, "after": small}))
+    status, error = post_zip(client, zip_bytes({"small": small, "big": big, "after": small}))
     assert status == 507 and "'big'" in error["Message"]  # type: ignore[index]
     assert "1 member(s) before it were stored" in error["Message"]  # type: ignore[index]
     assert len(client.get("/instances").get_json()) == 1
@@ -198,12 +187,12 @@ def test_zip_members_go_through_the_storage_policy(tmp_path: Path) -> None:
 
 
 def test_an_empty_zip_stores_nothing(client: FlaskClient) -> None:
-    assert post_zip(client, zip_of({})) == (200, [])
-    assert post_zip(client, zip_of({"d/": b"", "notes.txt": b"hello"})) == (200, [])
+    assert post_zip(client, zip_bytes({})) == (200, [])
+    assert post_zip(client, zip_bytes({"d/": b"", "notes.txt": b"hello"})) == (200, [])
 
 
 def test_an_encrypted_zip_is_a_clear_400_and_stores_nothing(client: FlaskClient) -> None:
-    data = bytearray(zip_of({"IM1": ct_bytes(uid(), uid()), "IM2": ct_bytes(uid(), uid())}))
+    data = bytearray(zip_bytes({"IM1": ct_bytes(uid(), uid()), "IM2": ct_bytes(uid(), uid())}))
     entry = data.rfind(b"PK\x01\x02")  # the last central directory entry: IM2
     data[entry + 8] |= 0x01  # general purpose flag bit 0: encrypted
     status, error = post_zip(client, bytes(data))
@@ -214,8 +203,8 @@ def test_an_encrypted_zip_is_a_clear_400_and_stores_nothing(client: FlaskClient)
 def test_zip_limits_refuse_the_whole_archive_first(tmp_path: Path) -> None:
     """MaximumArchiveMembers, MaximumRequestSize per member (what one upload may be) and
     MaximumArchiveSize are checked from the central directory: 413, nothing stored."""
-    two = zip_of({"a": ct_bytes(uid(), uid()), "b": ct_bytes(uid(), uid())})
-    large = zip_of({"a": ct_bytes(uid(), uid()),
+    two = zip_bytes({"a": ct_bytes(uid(), uid()), "b": ct_bytes(uid(), uid())})
+    large = zip_bytes({"a": ct_bytes(uid(), uid()),
                     "big": ct_bytes(uid(), uid(), rows=1024, columns=1024,
                                     pixels=np.zeros((1, 1024, 1024), np.uint16))})
     assert len(large) < 1 << 20  # 2 MiB of pixels deflate to a few KB
@@ -228,7 +217,7 @@ def test_zip_limits_refuse_the_whole_archive_first(tmp_path: Path) -> None:
         status, error = post_zip(client, data)
         assert status == 413 and message in error["Message"], (limits, error)  # type: ignore[index]
         assert client.get("/instances").get_json() == []
-        assert post_zip(client, zip_of({"a": ct_bytes(uid(), uid())}))[0] == 200
+        assert post_zip(client, zip_bytes({"a": ct_bytes(uid(), uid())}))[0] == 200
         app.extensions["dicomweb"].index.close()
 
 
@@ -243,7 +232,7 @@ def test_a_zip_bomb_is_refused_before_anything_is_stored(client: FlaskClient) ->
 
 
 def test_read_only_refuses_a_zip(read_only: FlaskClient) -> None:
-    status, error = post_zip(read_only, zip_of({"a": ct_bytes(uid(), uid())}))
+    status, error = post_zip(read_only, zip_bytes({"a": ct_bytes(uid(), uid())}))
     assert status == 405 and "read-only" in error["Message"]  # type: ignore[index]
     assert len(read_only.get("/instances").get_json()) == 1
 
