@@ -239,11 +239,20 @@ class SqlResources(ResourceIndex):
             return None
         kind_term = "" if kinds is None else f" AND type IN ({_marks(kinds)})"
 
+        candidates = (("state = ?", [JobState.PENDING.value]),
+                      ("state = ? AND lease_until < ?", [JobState.RUNNING.value, now]))
+        # Idle dispatchers poll twice a second per worker: look first without the write
+        # transaction (on SQLite a database-wide write lock that STOW would queue behind).
+        waiting = self._read(lambda q: q(
+            f"SELECT 1 FROM jobs WHERE (({candidates[0][0]}) OR ({candidates[1][0]}))"
+            f"{kind_term} LIMIT 1",
+            [*candidates[0][1], *candidates[1][1], *(kinds or [])]))
+        if not waiting:
+            return None
+
         def claim(q: Q) -> JobRecord | None:
             # Pending first; else a Running job whose owner's lease passed (it died).
-            for condition, params in (("state = ?", [JobState.PENDING.value]),
-                                      ("state = ? AND lease_until < ?",
-                                       [JobState.RUNNING.value, now])):
+            for condition, params in candidates:
                 found = q(f"SELECT pk FROM jobs WHERE {condition}{kind_term}"
                           f" ORDER BY priority DESC, created, pk LIMIT 1{self._CLAIM_LOCK}",
                           [*params, *(kinds or [])])

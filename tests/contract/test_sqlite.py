@@ -12,7 +12,7 @@ import pytest
 
 from app.dicom.identifiers import orthanc_ids
 from backends import index_sqlite, matching
-from backends.base import COLUMNS, Level, Query, ResourceType
+from backends.base import COLUMNS, JobState, Level, Query, ResourceType
 from backends.index_sqlite import MIGRATIONS, SqliteIndex
 from backends.sql_resources import JOB_COLUMNS
 from tests.contract.index import IndexContract, found
@@ -188,3 +188,22 @@ def test_schema_has_a_column_for_every_job_field(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         names = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
     assert set(JOB_COLUMNS) <= names
+
+
+def test_idle_claims_take_no_write_lock(tmp_path: Path) -> None:
+    """Idle job dispatchers poll claim_job twice a second per worker: with nothing to claim
+    they must not queue for SQLite's database-wide write lock (STOW holds it), nor take it."""
+    path = tmp_path / "index.sqlite"
+    index = SqliteIndex(path, busy_timeout=0.2)
+    index.add_job(job("done", state=JobState.SUCCESS))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a STOW in the middle of its transaction
+    try:
+        assert index.claim_job("w1", 2000.0, 30) is None  # no "database is locked"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    index.add_job(job("waiting"))
+    claimed = index.claim_job("w1", 2000.0, 30)
+    assert claimed is not None and claimed.id == "waiting"
+    index.close()
