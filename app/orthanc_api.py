@@ -48,7 +48,7 @@ blueprint = Blueprint("orthanc_api", __name__)
 info_blueprint = Blueprint("orthanc_info", __name__)
 
 # Refused with ReadOnly (app._refuse_writes).
-WRITE_ENDPOINTS = ("orthanc_api.upload", "orthanc_api.delete_resource")
+WRITE_ENDPOINTS = ("orthanc_api.upload", "orthanc_api.delete_resource", "orthanc_api.clear_changes")
 
 API_VERSION = 24  # Orthanc 1.12.4's REST API, the shapes answered here
 DATABASE_VERSION = 6  # Orthanc's database schema whose resource model the Index mirrors
@@ -553,6 +553,13 @@ def system() -> Response:
 def statistics() -> Response:
     index = services().index
     return _json(orthanc_resources.statistics(index.counts(), index.usage().size))
+
+
+@blueprint.delete("/changes")
+def clear_changes() -> Response:
+    """Empty the change log (Orthanc: ``DELETE /changes``); its ``seq`` keeps growing."""
+    services().index.clear_changes()
+    return _json({})
 
 
 @blueprint.get("/changes")

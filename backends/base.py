@@ -397,6 +397,11 @@ class ResourceIndex(ABC):
         by a concurrent write (as with Orthanc's PostgreSQL plugin)."""
 
     @abstractmethod
+    def clear_changes(self) -> None:
+        """Empty the change log (Orthanc's ``DELETE /changes``). ``seq`` keeps growing: a
+        reader polling with ``since`` never sees a number twice."""
+
+    @abstractmethod
     def last_change(self) -> int:
         """The ``seq`` of the newest change (0: none)."""
 

@@ -290,6 +290,9 @@ class SqlResources(ResourceIndex):
         rows = self._write(lambda q: q(sql, params))
         return job_from_row(rows[0]) if rows else None
 
+    def clear_changes(self) -> None:
+        self._write(lambda q: q("DELETE FROM changes", []))
+
     def remove_jobs(self, job_ids: Collection[str]) -> None:
         ids = list(job_ids)
 

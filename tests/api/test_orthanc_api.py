@@ -703,6 +703,15 @@ def test_changes_page_through_the_log(client: FlaskClient, archive: dict) -> Non
         (c["ChangeType"], c["ResourceType"], c["ID"]) for c in after["Changes"]}
 
 
+def test_delete_changes_empties_the_log(client: FlaskClient, archive: dict) -> None:
+    last = client.get("/changes").get_json()["Last"]
+    assert client.delete("/changes").get_json() == {}
+    assert client.get("/changes").get_json()["Changes"] == []
+    client.delete(f"/instances/{archive['answers'][0]['ID']}")
+    after = client.get(f"/changes?since={last}").get_json()["Changes"]
+    assert after and all(c["Seq"] > last for c in after)
+
+
 def test_plugins_name_the_dicomweb_plugin(client: FlaskClient) -> None:
     assert client.get("/plugins").get_json() == ["dicom-web"]
     plugin = client.get("/plugins/dicom-web").get_json()

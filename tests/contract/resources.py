@@ -215,6 +215,15 @@ class ResourceIndexContract:
         assert index.changes(every[1].seq, 2) == every[2:4]
         assert index.changes(index.last_change()) == []
 
+    def test_cleared_changes_keep_counting(self, index: Index) -> None:
+        index.add_instance(make_record("1", "1.1", "1.1.1"))
+        before = index.changes(0)
+        index.clear_changes()
+        assert index.changes(0) == [] and index.last_change() == 0
+        index.add_instance(make_record("1", "1.1", "1.1.2"))
+        (entry,) = index.changes(0)
+        assert entry.change_type == "NewInstance" and entry.seq > before[-1].seq
+
     def test_changes_of_replacements(self, index: Index, keys: dict[str, str]) -> None:
         """A new blob under the same id logs NewInstance again (Orthanc overwrites and logs
         the store); the same blob, or a kept first instance, logs nothing."""
