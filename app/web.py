@@ -12,6 +12,7 @@ the browser asks for credentials once and sends them with every request of the p
 from __future__ import annotations
 
 import html
+from functools import cache
 from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
@@ -28,9 +29,8 @@ CACHE_SECONDS = 60  # short: a new release's pages are picked up within a minute
 @blueprint.get("/")
 def local_browser() -> Response:
     """The local study browser, told where the DICOMweb root is (relative to ``/``)."""
-    page = (WEB / "browser" / "index.html").read_text(encoding="utf-8")
     root = services().settings.DicomWeb.root.lstrip("/")
-    page = page.replace("{{DICOMWEB_ROOT}}", html.escape(root, quote=True))
+    page = _browser_page().replace("{{DICOMWEB_ROOT}}", html.escape(root, quote=True))
     return Response(page, content_type="text/html; charset=utf-8",
                     headers={"Cache-Control": f"max-age={CACHE_SECONDS}"})
 
@@ -42,3 +42,8 @@ def asset(folder: str, name: str) -> Response:
     leave the folder)."""
     return send_from_directory(WEB / folder, name, max_age=CACHE_SECONDS)
 
+
+@cache
+def _browser_page() -> str:
+    """The page's template, read once per process (it ships with the package)."""
+    return (WEB / "browser" / "index.html").read_text(encoding="utf-8")

@@ -247,10 +247,10 @@ def _sequence_size(answer: dict[str, Any], tag: str, server: str) -> int | None:
 def check_stow_answer(answer: Any, server: str, count: int) -> None:
     """Orthanc ``CheckStowAnswer``: ReferencedSOPSequence with one item per instance sent,
     FailedSOPSequence and OtherFailuresSequence missing or empty; else NetworkProtocol."""
-    if not isinstance(answer, dict) or _sequence_size(answer, "00081199", server) is None:
+    stored = _sequence_size(answer, "00081199", server) if isinstance(answer, dict) else None
+    if stored is None:
         raise JobFailed(f"Unable to parse STOW-RS JSON response from DICOMweb server {server}",
                         code=NETWORK_PROTOCOL, status=502)
-    stored = _sequence_size(answer, "00081199", server)
     if stored != count:
         raise JobFailed(f"The STOW-RS server was only able to receive {stored} instances out "
                         f"of {count}", code=NETWORK_PROTOCOL, status=502)
